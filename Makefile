@@ -1,0 +1,33 @@
+# ffnlab: `make demo` (the quick GLU-variants study + report), `make train` (one default run), `make test`.
+# Every target sets up .venv first (torch from the local CPU wheel when one is on PIP_FIND_LINKS).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install demo train test test-slow clean
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch alone first: with 2.13.0 already present, nothing below asks for a (multi-GB) CUDA build
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(INSTALLED)
+
+demo: install
+	bash scripts/demo.sh
+
+train: install
+	$(PY) train.py $(ARGS)
+
+test: install
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf outputs .cache

@@ -1,0 +1,1 @@
+"""ffnlab: which feed-forward variant makes a transformer learn best, at equal parameters?"""

@@ -1,0 +1,199 @@
+"""FFN variants: the activation registry, the FeedForward module and the hidden-size solver.
+
+A variant is (activation, kind) with kind one of
+  plain   W_out · act(W_in x)                          ReLU, GELU, Swish, Sigmoid, ...
+  gated   W_out · (act(W_gate x) ⊙ up_act(W_up x))     GLU, Bilinear, ReGLU, GEGLU, SwiGLU (up_act = identity),
+                                                       GTU = tanh(xW) ⊙ σ(xV) (Dauphin et al. 2016)
+  maxout  W_out · max_k(W_in,k x)                      Maxout with k pieces
+(Shazeer 2020, "GLU Variants Improve Transformer", eqs. 1-6; no biases, as in the paper's T5 setting.)
+
+Adding a variant = one `VARIANTS` entry here + one `conf/ffn/<name>.yaml` holding `name: <name>`.
+Weight names (`w_in`, `w_out`) are the same for every variant, so init, decay rules and checkpoints
+treat all variants alike; gated variants fuse gate and up projections into one `w_in` matmul.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message says what is accepted."""
+
+
+@dataclass
+class FFNConfig:
+    """The `ffn` config group: keys map 1:1 onto these fields (see conf/ffn/*.yaml)."""
+
+    name: str  # a key of VARIANTS
+    match: str = "params"  # "params": solve the width from the budget; "none": width = budget_mult·d_model
+    budget_mult: float = 4.0  # budget = a 2-matrix FFN of width budget_mult·d_model (T5/GPT: 4)
+    multiple_of: int = 8  # the solved width is rounded to the nearest multiple of this
+    pieces: int = 2  # maxout k
+    gelu_approximate: str = "none"  # GELU form: "none" (exact erf) | "tanh" | "sigmoid" (x·σ(1.702x))
+    swish_beta: float = 1.0  # Swish x·σ(βx); β=1 is SiLU
+    swish_beta_trainable: bool = False
+    leaky_relu_slope: float = 0.01
+    prelu_init: float = 0.25  # He et al. 2015's initial slope
+    elu_alpha: float = 1.0
+
+
+# --------------------------------------------------------------------------- activations
+class GELUSigmoid(nn.Module):
+    """GELU's sigmoid approximation x·σ(1.702x) (Hendrycks & Gimpel 2016, sec. 2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+class Swish(nn.Module):
+    """x·σ(βx) (Ramachandran et al. 2017); β may be trained (then it is exempt from weight decay)."""
+
+    def __init__(self, beta: float, trainable: bool):
+        super().__init__()
+        if trainable:
+            self.beta = nn.Parameter(torch.tensor(float(beta)))
+        else:
+            self.register_buffer("beta", torch.tensor(float(beta)), persistent=False)
+        self.is_silu = beta == 1.0 and not trainable
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_silu:  # the fused kernel, same values
+            return F.silu(x)
+        return x * torch.sigmoid(self.beta * x)
+
+
+class SquaredReLU(nn.Module):
+    """relu(x)² (So et al. 2021, "Primer")."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.square(F.relu(x))
+
+
+def _gelu(cfg: FFNConfig) -> nn.Module:
+    if cfg.gelu_approximate == "sigmoid":
+        return GELUSigmoid()
+    if cfg.gelu_approximate in ("none", "tanh"):
+        return nn.GELU(approximate=cfg.gelu_approximate)
+    raise ConfigError(
+        f"ffn.gelu_approximate={cfg.gelu_approximate!r} is not accepted; use one of: none, tanh, sigmoid"
+    )
+
+
+ACTIVATIONS: dict[str, Callable[[FFNConfig], nn.Module]] = {
+    "relu": lambda cfg: nn.ReLU(),
+    "gelu": _gelu,
+    "swish": lambda cfg: Swish(cfg.swish_beta, cfg.swish_beta_trainable),
+    "sigmoid": lambda cfg: nn.Sigmoid(),
+    "tanh": lambda cfg: nn.Tanh(),
+    "identity": lambda cfg: nn.Identity(),
+    "leaky_relu": lambda cfg: nn.LeakyReLU(cfg.leaky_relu_slope),
+    "prelu": lambda cfg: nn.PReLU(num_parameters=1, init=cfg.prelu_init),
+    "elu": lambda cfg: nn.ELU(cfg.elu_alpha),
+    "softplus": lambda cfg: nn.Softplus(),
+    "mish": lambda cfg: nn.Mish(),
+    "relu2": lambda cfg: SquaredReLU(),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    activation: str  # a key of ACTIVATIONS
+    kind: str  # "plain" | "gated" | "maxout"
+    up_activation: str = "identity"  # gated only: applied to the up (value) projection
+
+
+# The single place a variant is defined. The first eight are the paper's Table 1.
+VARIANTS: dict[str, Variant] = {
+    "relu": Variant("relu", "plain"),
+    "gelu": Variant("gelu", "plain"),
+    "swish": Variant("swish", "plain"),
+    "glu": Variant("sigmoid", "gated"),
+    "bilinear": Variant("identity", "gated"),
+    "reglu": Variant("relu", "gated"),
+    "geglu": Variant("gelu", "gated"),
+    "swiglu": Variant("swish", "gated"),
+    "sigmoid": Variant("sigmoid", "plain"),
+    "tanh": Variant("tanh", "plain"),
+    "leaky_relu": Variant("leaky_relu", "plain"),
+    "prelu": Variant("prelu", "plain"),
+    "elu": Variant("elu", "plain"),
+    "softplus": Variant("softplus", "plain"),
+    "mish": Variant("mish", "plain"),
+    "relu2": Variant("relu2", "plain"),
+    "gtu": Variant("tanh", "gated", up_activation="sigmoid"),
+    "maxout": Variant("identity", "maxout"),
+}
+PAPER_VARIANTS = ("relu", "gelu", "swish", "glu", "bilinear", "reglu", "geglu", "swiglu")
+
+
+def get_variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ConfigError(f"unknown ffn {name!r}; valid variants: {', '.join(sorted(VARIANTS))}")
+    return VARIANTS[name]
+
+
+# --------------------------------------------------------------------------- hidden-size solver
+def n_input_matrices(cfg: FFNConfig) -> int:
+    """How many d×h matrices feed the hidden layer: 1 plain, 2 gated (gate, up), k maxout."""
+    kind = get_variant(cfg.name).kind
+    if kind == "maxout":
+        if cfg.pieces < 2:
+            raise ConfigError(f"ffn.pieces={cfg.pieces} is not accepted for maxout; use an integer >= 2")
+        return cfg.pieces
+    return 2 if kind == "gated" else 1
+
+
+def solve_ffn_hidden(cfg: FFNConfig, d_model: int) -> int:
+    """The FFN width that gives this variant the same parameters as the budget FFN.
+
+    Budget: a 2-matrix FFN of width budget_mult·d_model, i.e. 2·d·(budget_mult·d) weights per layer.
+    A variant with m = n_input_matrices + 1 matrices gets h = budget / (m·d), rounded to the nearest
+    multiple_of: plain 2·d·h, gated 3·d·h (d=768: 3072 -> 2048, the paper's setting), maxout (k+1)·d·h.
+    `match: none` keeps the budget width for every variant (equal width, unequal parameters).
+    """
+    if cfg.match not in ("params", "none"):
+        raise ConfigError(f"ffn.match={cfg.match!r} is not accepted; use 'params' or 'none'")
+    if cfg.multiple_of < 1:
+        raise ConfigError(f"ffn.multiple_of={cfg.multiple_of} must be a positive integer")
+    budget_width = cfg.budget_mult * d_model
+    if cfg.match == "none":
+        exact = budget_width
+    else:
+        n_matrices = n_input_matrices(cfg) + 1
+        exact = 2 * budget_width / n_matrices
+    return max(cfg.multiple_of, int(round(exact / cfg.multiple_of)) * cfg.multiple_of)
+
+
+# --------------------------------------------------------------------------- module
+class FeedForward(nn.Module):
+    def __init__(self, cfg: FFNConfig, d_model: int, hidden: int):
+        super().__init__()
+        variant = get_variant(cfg.name)
+        for act in (variant.activation, variant.up_activation):
+            if act not in ACTIVATIONS:
+                raise ConfigError(f"variant {cfg.name!r} names unknown activation {act!r}")
+        self.kind = variant.kind
+        self.hidden = hidden
+        self.n_in = n_input_matrices(cfg)
+        self.w_in = nn.Linear(d_model, self.n_in * hidden, bias=False)
+        self.act = ACTIVATIONS[variant.activation](cfg)
+        self.up_act = ACTIVATIONS[variant.up_activation](cfg) if self.kind == "gated" else None
+        self.w_out = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.w_in(x)
+        if self.kind == "gated":
+            gate, up = h.chunk(2, dim=-1)  # gate = first half of w_in's rows, up = second half
+            h = self.act(gate) * self.up_act(up)
+        elif self.kind == "maxout":
+            h = h.unflatten(-1, (self.n_in, self.hidden)).amax(dim=-2)
+        else:
+            h = self.act(h)
+        return self.w_out(h)
+

@@ -1,0 +1,157 @@
+"""LLaMA-style decoder: embedding -> N x [RMSNorm -> attention(RoPE) -> RMSNorm -> FFN] -> RMSNorm -> head.
+
+No biases anywhere; residual output projections (attention `wo`, FFN `w_out`) start with a depth-scaled
+std (GPT-2 / nanoGPT: std / sqrt(2·n_layers)). Every parameter is initialised from its own generator
+seeded by (seed, parameter name), so for a given seed two FFN variants start from identical embedding,
+attention, norm and head weights: runs of different variants are paired.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ffnlab.ffn import ConfigError, FeedForward, FFNConfig, solve_ffn_hidden
+
+
+@dataclass
+class ModelConfig:
+    """The `model` config group: keys map 1:1 onto these fields (see conf/model/*.yaml)."""
+
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    n_kv_heads: int | None = None  # None: = n_heads (multi-head); fewer: grouped-query attention
+    seq_len: int = 128
+    vocab_size: int | None = None  # None: taken from the tokenizer
+    tie_embeddings: bool = True
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+    init_std: float = 0.02
+
+    def __post_init__(self):
+        if self.n_kv_heads is None:
+            self.n_kv_heads = self.n_heads
+        for key in ("d_model", "n_layers", "n_heads", "n_kv_heads", "seq_len"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"model.{key}={getattr(self, key)} must be a positive integer")
+        if self.d_model % self.n_heads:
+            divisors = [h for h in range(1, self.d_model + 1) if self.d_model % h == 0 and h <= 64]
+            raise ConfigError(
+                f"model.d_model={self.d_model} is not divisible by model.n_heads={self.n_heads}; "
+                f"pick n_heads from {divisors} or change d_model"
+            )
+        if self.head_dim % 2:
+            raise ConfigError(f"head size d_model/n_heads={self.head_dim} must be even for RoPE")
+        if self.n_heads % self.n_kv_heads:
+            raise ConfigError(
+                f"model.n_kv_heads={self.n_kv_heads} must divide model.n_heads={self.n_heads} (grouped-query attention)"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin of angle pos·theta^(-2i/head_dim) for each position and channel pair (Su et al. 2021)."""
+    inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv_freq)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (x[..., :d/2], x[..., d/2:]) of x (B, H, T, D) by the position's angles."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos[: x.shape[-2]].to(x.dtype), sin[: x.shape[-2]].to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.wqkv = nn.Linear(cfg.d_model, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
+        self.wo = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        q, k, v = self.wqkv(x).split(
+            [self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim, self.n_kv_heads * self.head_dim], dim=-1
+        )
+        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_heads != self.n_heads)
+        return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, ffn_cfg: FFNConfig, ffn_hidden: int):
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.ffn = FeedForward(ffn_cfg, cfg.d_model, ffn_hidden)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig, ffn_cfg: FFNConfig, seed: int = 0):
+        super().__init__()
+        if cfg.vocab_size is None:
+            raise ConfigError("model.vocab_size is unset: set it, or build the model after the tokenizer")
+        self.cfg, self.ffn_cfg = cfg, ffn_cfg
+        self.ffn_hidden = solve_ffn_hidden(ffn_cfg, cfg.d_model)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg, ffn_cfg, self.ffn_hidden) for _ in range(cfg.n_layers))
+        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+        cos, sin = rope_tables(cfg.seq_len, cfg.head_dim, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        if not any(p.is_meta for p in self.parameters()):
+            init_weights(self, seed)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) -> logits (B, T, vocab)."""
+        if idx.shape[1] > self.cfg.seq_len:
+            raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds model.seq_len={self.cfg.seq_len}")
+        x = self.embed(idx)
+        for block in self.blocks:
+            x = block(x, self.rope_cos, self.rope_sin)
+        return self.head(self.norm(x))
+
+
+RESIDUAL_OUTPUTS = ("attn.wo.weight", "ffn.w_out.weight")
+
+
+def _param_seed(seed: int, name: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63
+
+
+@torch.no_grad()
+def init_weights(model: Transformer, seed: int) -> None:
+    """Initialise each parameter from a generator keyed by (seed, name): variant-independent, so paired."""
+    std = model.cfg.init_std
+    for name, p in model.named_parameters():
+        gen = torch.Generator().manual_seed(_param_seed(seed, name))
+        if name.endswith("norm.weight"):
+            p.fill_(1.0)
+        elif p.ndim < 2:  # activation parameters (PReLU slope, Swish beta) keep their configured value
+            continue
+        elif name.endswith(RESIDUAL_OUTPUTS):
+            p.copy_(torch.normal(0.0, std / math.sqrt(2 * model.cfg.n_layers), p.shape, generator=gen))
+        else:
+            p.copy_(torch.normal(0.0, std, p.shape, generator=gen))

@@ -1,0 +1,141 @@
+"""LightningModule: next-token cross-entropy, AdamW with decay on matrices only, warmup + decay schedule."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from ffnlab.ffn import ConfigError, FFNConfig
+from ffnlab.model import ModelConfig, Transformer
+
+SCHEDULES = ("cosine", "inverse_sqrt", "constant")
+
+
+@dataclass
+class OptimConfig:
+    """The `optim` config group: keys map 1:1 onto these fields (see conf/optim/adamw.yaml)."""
+
+    lr: float = 3e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    warmup_steps: int = 50
+    schedule: str = "cosine"  # cosine | inverse_sqrt (the paper's 1/sqrt(step)) | constant
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at max_steps
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule={self.schedule!r} is not accepted; use one of {', '.join(SCHEDULES)}")
+        if self.lr <= 0 or self.warmup_steps < 0:
+            raise ConfigError(f"optim.lr={self.lr} must be > 0 and optim.warmup_steps={self.warmup_steps} >= 0")
+
+
+def lr_multiplier(step: int, cfg: OptimConfig, max_steps: int) -> float:
+    """Linear warmup to 1, then cosine to min_lr_ratio at max_steps, or inverse-sqrt, or constant."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "inverse_sqrt":  # T5 / the paper: lr ∝ 1/sqrt(max(step, warmup))
+        return math.sqrt(max(cfg.warmup_steps, 1) / max(step, 1))
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on 2-D matmul weights only: never on norms, embeddings or activation parameters."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 and not name.startswith("embed.") else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class LanguageModel(L.LightningModule):
+    def __init__(self, model: ModelConfig, ffn: FFNConfig, optim: OptimConfig, seed: int, max_steps: int):
+        super().__init__()
+        self.model_cfg, self.ffn_cfg, self.optim_cfg, self.max_steps = model, ffn, optim, max_steps
+        self.model = Transformer(model, ffn, seed=seed)
+        self._eval_sums: torch.Tensor | None = None
+        self._step_started = 0.0
+        self.tokens_seen = 0
+        self.train_time_s = 0.0
+        self.extra_checkpoint_state: dict = {}  # resolved config + tokenizer, set by ffnlab.train
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx)
+
+    def _loss_sum(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self.model(x)
+        loss_sum = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100, reduction="sum")
+        return loss_sum, (y != -100).sum()
+
+    # ------------------------------------------------------------------ training
+    def on_train_batch_start(self, batch, batch_idx):
+        self._step_started = time.perf_counter()
+
+    def training_step(self, batch, batch_idx):
+        loss_sum, n_tokens = self._loss_sum(batch)
+        loss = loss_sum / n_tokens
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        step_tokens = batch[0].numel() * self.trainer.world_size
+        step_s = time.perf_counter() - self._step_started
+        self.tokens_seen += step_tokens
+        self.train_time_s += step_s
+        self.log("tokens_per_s", step_tokens / step_s, on_step=True, on_epoch=False)
+        self.log("tokens_seen", float(self.tokens_seen), on_step=True, on_epoch=False)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    # ------------------------------------------------------------------ evaluation (token-weighted)
+    def _eval_step(self, batch):
+        loss_sum, n_tokens = self._loss_sum(batch)
+        sums = torch.stack([loss_sum.detach(), n_tokens.to(loss_sum.dtype)])
+        self._eval_sums = sums if self._eval_sums is None else self._eval_sums + sums
+
+    def _eval_epoch_end(self, split: str):
+        sums = self._eval_sums if self._eval_sums is not None else torch.zeros(2, device=self.device)
+        sums = self.all_gather(sums).reshape(-1, 2).sum(0) if self.trainer.world_size > 1 else sums
+        self._eval_sums = None
+        loss = sums[0] / sums[1].clamp(min=1)
+        self.log(f"{split}/loss", loss)
+        self.log(f"{split}/ppl", torch.exp(loss))
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test")
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        cfg = self.optim_cfg
+        optimizer = torch.optim.AdamW(
+            decay_groups(self.model, cfg.weight_decay),
+            lr=cfg.lr,
+            betas=tuple(cfg.betas),
+            eps=cfg.eps,
+            fused=self.device.type == "cuda",
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_multiplier(step, cfg, self.max_steps)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint.update(self.extra_checkpoint_state)

@@ -1,0 +1,153 @@
+"""run(cfg): seed -> data -> model -> loggers -> trainer -> fit -> final val/test -> run record."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from ffnlab.config import to_dataclass
+from ffnlab.ffn import ConfigError, FFNConfig
+from ffnlab.model import ModelConfig
+from ffnlab.module import LanguageModel, OptimConfig
+from ffnlab.record import clear_metrics, is_finished, read_metrics, write_config, write_metrics
+from ffnlab.sizes import model_stats
+
+log = logging.getLogger("ffnlab")
+
+
+def build_model_config(cfg: DictConfig, vocab_size: int) -> ModelConfig:
+    fields = OmegaConf.to_container(cfg.model, resolve=True)
+    if fields["vocab_size"] is None:
+        fields["vocab_size"] = vocab_size
+    elif fields["vocab_size"] < vocab_size:
+        raise ConfigError(
+            f"model.vocab_size={fields['vocab_size']} is smaller than the tokenizer's {vocab_size} tokens; "
+            "set model.vocab_size=null to take it from the tokenizer"
+        )
+    return ModelConfig(**fields)
+
+
+def comparison_setting(cfg: DictConfig, model_cfg: ModelConfig, data_hash: str) -> dict:
+    """Everything that defines a comparison other than variant, seed and LR: the report never pools
+    runs whose settings differ."""
+    return {
+        "data": cfg.data.name,
+        "data_hash": data_hash,
+        "tokenizer": cfg.data.tokenizer,
+        "vocab_size": model_cfg.vocab_size,
+        "d_model": model_cfg.d_model,
+        "n_layers": model_cfg.n_layers,
+        "n_heads": model_cfg.n_heads,
+        "n_kv_heads": model_cfg.n_kv_heads,
+        "seq_len": model_cfg.seq_len,
+        "tie_embeddings": model_cfg.tie_embeddings,
+        "max_steps": cfg.trainer.max_steps,
+        "batch_size": cfg.data.batch_size,
+        "ffn_match": cfg.ffn.match,
+        "ffn_budget_mult": cfg.ffn.budget_mult,
+        "schedule": cfg.optim.schedule,
+        "weight_decay": cfg.optim.weight_decay,
+        "warmup_steps": cfg.optim.warmup_steps,
+    }
+
+
+def run(cfg: DictConfig) -> float:
+    """Train one run and write its record; returns the final validation loss (what sweepers minimise)."""
+    out_dir = Path(cfg.paths.output_dir)
+    if is_finished(out_dir) and not cfg.force:
+        record = read_metrics(out_dir)
+        log.info("%s already finished (val_loss %.4f): skipping; force=true re-runs it", out_dir, record["val_loss"])
+        return record["val_loss"]
+
+    started = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True)
+    ffn_cfg = to_dataclass(FFNConfig, cfg.ffn)
+    optim_cfg = to_dataclass(OptimConfig, cfg.optim)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model_cfg = build_model_config(cfg, datamodule.vocab_size)
+    stats = model_stats(model_cfg, ffn_cfg)
+    log.info("ffn=%s seed=%s %s", ffn_cfg.name, cfg.seed, " ".join(f"{k}={v:,}" for k, v in stats.items()))
+
+    clear_metrics(out_dir)
+    write_config(out_dir, cfg)
+    module = LanguageModel(model_cfg, ffn_cfg, optim_cfg, seed=cfg.seed, max_steps=cfg.trainer.max_steps)
+    module.extra_checkpoint_state = {  # a checkpoint is self-contained: scripts/sample.py needs nothing else
+        "ffnlab_config": OmegaConf.to_container(cfg, resolve=True),
+        "ffnlab_model_config": dataclasses.asdict(model_cfg),
+        "ffnlab_ffn_config": dataclasses.asdict(ffn_cfg),
+        "ffnlab_tokenizer": datamodule.tokenizer_json(),
+    }
+    if cfg.torch_compile:
+        module.model = torch.compile(module.model)
+
+    loggers = [CSVLogger(out_dir, name="", version="csv")]
+    loggers += [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"stats": stats})
+    checkpoint = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
+        every_n_train_steps=cfg.trainer.val_check_interval,
+    )
+    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=[checkpoint], default_root_dir=out_dir)
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        if trainer.interrupted or trainer.global_step < cfg.trainer.max_steps:
+            raise RuntimeError(f"training stopped at step {trainer.global_step} of {cfg.trainer.max_steps}")
+        val_loss = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
+        test_loss = trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/loss"]
+        metrics = {
+            "status": "finished",
+            "experiment": cfg.experiment_name,
+            "run_name": out_dir.name,
+            "ffn": ffn_cfg.name,
+            "seed": cfg.seed,
+            "lr": optim_cfg.lr,
+            "val_loss": val_loss,
+            "val_ppl": math.exp(val_loss),
+            "test_loss": test_loss,
+            "test_ppl": math.exp(test_loss),
+            "unigram_entropy": datamodule.unigram_entropy,
+            "steps": trainer.global_step,
+            "tokens_seen": module.tokens_seen,
+            "tokens_per_s": module.tokens_seen / max(module.train_time_s, 1e-9),
+            "wall_s": time.perf_counter() - started,
+            **stats,
+            "data_hash": datamodule.data_hash,
+            "setting": comparison_setting(cfg, model_cfg, datamodule.data_hash),
+        }
+        if trainer.is_global_zero:
+            write_metrics(out_dir, metrics)
+            for logger in loggers[1:]:
+                if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
+                    logger.experiment.summary.update({k: v for k, v in metrics.items() if k != "setting"})
+        log.info("val_loss %.4f  val_ppl %.2f  test_loss %.4f  (%s)", val_loss, metrics["val_ppl"], test_loss, out_dir)
+        return val_loss
+    except Exception as error:
+        if trainer.is_global_zero:
+            write_metrics(out_dir, {"status": "failed", "ffn": ffn_cfg.name, "seed": cfg.seed,
+                                    "error": f"{type(error).__name__}: {error}"})
+        raise
+    finally:
+        for logger in loggers[1:]:
+            logger.finalize("success")
+        _finish_wandb()
+
+
+def _finish_wandb() -> None:
+    """Close any wandb run so the next multirun job starts clean, even after a failure."""
+    import sys
+
+    if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+        sys.modules["wandb"].finish()

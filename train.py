@@ -1,0 +1,42 @@
+"""Train one FFN variant: `python train.py ffn=geglu model=small seed=1`; a study: `python train.py -m experiment=glu_variants`."""
+
+import logging
+import math
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from ffnlab import config
+from ffnlab.ffn import ConfigError
+
+config.register()
+log = logging.getLogger("ffnlab")
+failed_runs: list[str] = []
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    from ffnlab.train import run  # after Hydra parsed the command line: `--help` stays fast
+
+    try:
+        return run(cfg)
+    except Exception as error:
+        # A config or data error is the user's to fix: say what and stop, without a traceback wall.
+        # In a sweep, one failed point must not cost the others: record it, go on, exit non-zero at the end.
+        if not isinstance(error, ConfigError) and HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        log.error("%s: %s", type(error).__name__, error)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            failed_runs.append(f"{HydraConfig.get().job.override_dirname}: {error}")
+            return math.nan
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
+    if failed_runs:
+        log.error("%d run(s) failed:\n  %s", len(failed_runs), "\n  ".join(failed_runs))
+        sys.exit(1)
