@@ -1,0 +1,59 @@
+"""Run records of a sweep -> comparison tables, paired tests and plots (+ a wandb table).
+
+Reads only what training leaves in each run dir (config.yaml, metrics.json, csv/metrics.csv) and
+imports nothing from ffnlab's training code, so it runs without torch.
+
+    from ffnlab.report import write_report
+    report = write_report(Path("outputs/glu_variants_quick"))   # -> outputs/glu_variants_quick/report/
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from ffnlab.report.analysis import analyse_group
+from ffnlab.report.plots import plot_group
+from ffnlab.report.records import group_by_setting, load_sweep, setting_differences
+from ffnlab.report.tables import render_markdown, write_csv
+
+DEFAULT_OUT = "report"  # inside the sweep dir
+
+
+def build_report(sweep_dir: Path, out_dir: Path | None = None) -> dict:
+    """The report as plain data: what report.json holds, minus the plots."""
+    sweep_dir = Path(sweep_dir)
+    exclude = Path(out_dir).resolve() if out_dir is not None else None
+    runs, problems = load_sweep(sweep_dir, exclude)
+    groups = group_by_setting(runs)
+    projects = sorted({r.wandb_project for r in runs if r.wandb_project})
+    report = {
+        "sweep_dir": str(sweep_dir),
+        "n_run_dirs": len(runs) + len(problems),  # each run dir is one or the other
+        "experiments": sorted({r.experiment for r in runs if r.experiment}),
+        "wandb_project": projects[0] if projects else None,
+        "group_differences": setting_differences(groups),
+        "groups": [analyse_group(g) for g in groups],
+        "problems": [asdict(p) for p in problems],
+    }
+    return report
+
+
+def write_report(sweep_dir: Path, out_dir: Path | None = None, use_wandb: bool = False) -> dict:
+    """Write comparison.md, comparison.csv, report.json and PNG plots to out_dir; return the report."""
+    sweep_dir = Path(sweep_dir)
+    out_dir = Path(out_dir) if out_dir is not None else sweep_dir / DEFAULT_OUT
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = build_report(sweep_dir, out_dir)
+    several = len(report["groups"]) > 1
+    for g in report["groups"]:
+        g["plots"] = plot_group(g, sweep_dir, out_dir, prefix=f"group{g['index']}_" if several else "")
+    (out_dir / "comparison.md").write_text(render_markdown(report))
+    write_csv(report, out_dir / "comparison.csv")
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    if use_wandb:
+        from ffnlab.report.wandb_log import log_report  # wandb is imported only when asked for
+
+        log_report(report, out_dir)
+    return report

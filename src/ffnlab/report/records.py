@@ -1,0 +1,185 @@
+"""Find a sweep's run records, sort them into usable runs and problems, and group them by setting.
+
+A run record is what training leaves in a run dir: config.yaml (at start), metrics.json (at the end,
+written atomically) and csv/metrics.csv. Only these files are read, so a sweep done on a cluster can
+be compared on a laptop, without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+SKIP_DIRS = {".hydra", "wandb"}  # Hydra's own config copies and wandb's local files are not runs
+
+
+@dataclass
+class Run:
+    run_dir: str  # relative to the sweep dir; how the report names a run
+    path: Path
+    variant: str
+    seed: int
+    lr: float | None
+    val_loss: float
+    test_loss: float | None
+    setting: dict
+    metrics: dict
+    experiment: str | None = None
+    wandb_project: str | None = None
+
+
+@dataclass
+class Problem:
+    run_dir: str
+    kind: str  # unfinished | failed | corrupt | diverged | duplicate
+    reason: str
+
+
+@dataclass
+class Group:
+    """Runs whose `setting` dicts are equal; the only runs that may be compared with each other."""
+
+    index: int  # 1-based, as the report names it
+    setting: dict
+    runs: list[Run]
+
+
+def find_run_dirs(sweep_dir: Path, exclude: Path | None = None) -> list[Path]:
+    """Every dir below sweep_dir holding config.yaml or metrics.json (run dirs are not searched further)."""
+    found = []
+    for root, dirnames, filenames in os.walk(sweep_dir):
+        here = Path(root)
+        if "config.yaml" in filenames or "metrics.json" in filenames:
+            found.append(here)
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in SKIP_DIRS and (exclude is None or (here / d).resolve() != exclude)
+        )
+    return sorted(found)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def _dig(tree: dict, dotted: str):
+    for key in dotted.split("."):
+        if not isinstance(tree, dict):
+            return None
+        tree = tree.get(key)
+    return tree
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def load_run(path: Path, run_dir: str) -> Run | Problem:
+    """One run dir -> a usable Run, or a Problem saying why it cannot be used."""
+    config = _read_yaml(path / "config.yaml")
+    metrics_path = path / "metrics.json"
+    if not metrics_path.exists():
+        who = f"ffn={_dig(config, 'ffn.name')}, seed={config.get('seed')}"
+        return Problem(run_dir, "unfinished", f"config.yaml but no metrics.json ({who}): running, killed or preempted")
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return Problem(run_dir, "corrupt", f"metrics.json cannot be parsed: {err}")
+    if not isinstance(metrics, dict):
+        return Problem(run_dir, "corrupt", "metrics.json is not a JSON object")
+    status = metrics.get("status")
+    if status == "failed":
+        return Problem(run_dir, "failed", str(metrics.get("error") or "status 'failed' without an error message"))
+    if status != "finished":
+        return Problem(run_dir, "unfinished", f"metrics.json has status {status!r}, not 'finished'")
+
+    variant = metrics.get("ffn") or _dig(config, "ffn.name")
+    seed = metrics.get("seed", config.get("seed"))
+    lr = _number(metrics["lr"] if "lr" in metrics else _dig(config, "optim.lr"))
+    val_loss, test_loss = _number(metrics.get("val_loss")), _number(metrics.get("test_loss"))
+    setting = metrics.get("setting")
+    missing = [name for name, v in (("ffn", variant), ("seed", seed), ("val_loss", val_loss)) if v is None]
+    if not isinstance(setting, dict):
+        missing.append("setting")  # without it, runs could be pooled across settings
+    if missing:
+        return Problem(run_dir, "corrupt", f"finished, but metrics.json lacks {', '.join(missing)}")
+    if not math.isfinite(val_loss):
+        return Problem(run_dir, "diverged", f"val_loss is {val_loss} ({variant}, seed {seed}, lr {lr})")
+    return Run(
+        run_dir=run_dir,
+        path=path,
+        variant=str(variant),
+        seed=int(seed),
+        lr=lr,
+        val_loss=val_loss,
+        test_loss=test_loss if test_loss is not None and math.isfinite(test_loss) else None,
+        setting=setting,
+        metrics=metrics,
+        experiment=metrics.get("experiment") or config.get("experiment_name"),
+        wandb_project=_dig(config, "logger.wandb.project"),
+    )
+
+
+def setting_key(setting: dict) -> str:
+    return json.dumps(setting, sort_keys=True, default=str)
+
+
+def load_sweep(sweep_dir: Path, exclude: Path | None = None) -> tuple[list[Run], list[Problem]]:
+    """All run dirs below sweep_dir -> (usable runs, problems); a second run of the same point is a problem."""
+    runs, problems, seen = [], [], {}
+    for path in find_run_dirs(sweep_dir, exclude):
+        loaded = load_run(path, path.relative_to(sweep_dir).as_posix() or ".")
+        if isinstance(loaded, Problem):
+            problems.append(loaded)
+            continue
+        point = (setting_key(loaded.setting), loaded.variant, loaded.lr, loaded.seed)
+        if point in seen:
+            # Counting one point twice would shrink the std and break seed pairing; keep the first.
+            reason = f"same setting, variant, lr and seed as {seen[point]}"
+            problems.append(Problem(loaded.run_dir, "duplicate", reason))
+            continue
+        seen[point] = loaded.run_dir
+        runs.append(loaded)
+    return runs, problems
+
+
+def group_by_setting(runs: list[Run]) -> list[Group]:
+    by_key: dict[str, list[Run]] = {}
+    for run in runs:
+        by_key.setdefault(setting_key(run.setting), []).append(run)
+    return [Group(i, group_runs[0].setting, group_runs) for i, (_, group_runs) in enumerate(sorted(by_key.items()), 1)]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+ABSENT = "<absent>"
+
+
+def setting_differences(groups: list[Group]) -> dict[str, list]:
+    """Setting keys (dotted) whose values are not the same in every group -> the value in each group."""
+    flats = [_flatten(g.setting) for g in groups]
+    keys = sorted(set().union(*flats)) if flats else []
+    diffs = {}
+    for key in keys:
+        values = [flat.get(key, ABSENT) for flat in flats]
+        if any(v != values[0] for v in values):
+            diffs[key] = values
+    return diffs

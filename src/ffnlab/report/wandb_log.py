@@ -1,0 +1,38 @@
+"""Log a written report to wandb: one run of job_type "report" in the sweep's group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ffnlab.report.tables import CSV_COLUMNS
+
+DEFAULT_PROJECT = "ffnlab"
+
+
+def log_report(report: dict, out_dir: Path) -> None:
+    """Tables as wandb.Table and plots as wandb.Image; WANDB_MODE (e.g. offline) is left to the environment."""
+    import wandb
+
+    experiment = "+".join(report["experiments"]) or None
+    run = wandb.init(
+        project=report["wandb_project"] or DEFAULT_PROJECT,
+        group=experiment,
+        job_type="report",
+        name=f"report-{experiment}" if experiment else "report",
+        dir=str(out_dir),
+        config={"sweep_dir": report["sweep_dir"], "n_groups": len(report["groups"])},
+    )
+    try:
+        logged = {}
+        for g in report["groups"]:
+            columns = [c for c in CSV_COLUMNS if c not in ("group", "table", "best_lr", "split")]
+            for table, rows in (("comparison", g["rows"]), ("lr_sweep", g["lr_rows"])):
+                if rows:
+                    data = [[r.get(c) for c in columns] for r in rows]
+                    logged[f"group{g['index']}/{table}"] = wandb.Table(columns=columns, data=data)
+            for kind, name in g["plots"].items():
+                logged[f"group{g['index']}/{kind}"] = wandb.Image(str(out_dir / name))
+        run.log(logged)
+        run.summary["problems"] = len(report["problems"])
+    finally:
+        run.finish()
