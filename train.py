@@ -10,7 +10,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from ffnlab import config
-from ffnlab.ffn import ConfigError
+from ffnlab.errors import ConfigError
 
 config.register()
 log = logging.getLogger("ffnlab")

@@ -10,7 +10,8 @@ import sys
 
 from ffnlab.compose import compose_config
 from ffnlab.config import to_dataclass
-from ffnlab.ffn import VARIANTS, ConfigError, FFNConfig
+from ffnlab.errors import ConfigError
+from ffnlab.ffn import VARIANTS, FFNConfig
 from ffnlab.model import ModelConfig
 from ffnlab.sizes import STAT_KEYS, model_stats
 from omegaconf import OmegaConf

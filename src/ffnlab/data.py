@@ -29,7 +29,9 @@ import lightning as L
 import numpy as np
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, get_worker_info
+
+from ffnlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ OFFLINE_HINT = (
 )
 
 
-class DataConfigError(ValueError):
+class DataConfigError(ConfigError):
     """A data setting that cannot work; the message says what was wrong and what is accepted."""
 
 
@@ -513,10 +515,19 @@ class TextDataModule(L.LightningDataModule):
         return self._loader(windows, batch_size=None)  # the dataset yields whole batches
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(EvalWindows(self._ids["val"], self.seq_len), batch_size=self.eval_batch_size)
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(EvalWindows(self._ids["test"], self.seq_len), batch_size=self.eval_batch_size)
+        return self._eval_loader("test")
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        """Rank r of W scores windows r, r+W, ...: each token once across ranks, no padding windows
+        (the module sums loss and token counts over ranks, so uneven shares are exact)."""
+        windows = EvalWindows(self._ids[split], self.seq_len)
+        rank, world_size = rank_and_world_size()
+        if world_size > 1:
+            windows = Subset(windows, range(rank, len(windows), world_size))
+        return self._loader(windows, batch_size=self.eval_batch_size)
 
     def _loader(self, dataset: Dataset, batch_size: int | None) -> DataLoader:
         return DataLoader(

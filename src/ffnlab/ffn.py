@@ -21,9 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class ConfigError(ValueError):
-    """A config value is invalid; the message says what is accepted."""
+from ffnlab.errors import ConfigError  # noqa: F401  (re-exported: ffnlab.ffn.ConfigError)
 
 
 @dataclass

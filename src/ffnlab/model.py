@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffnlab.ffn import ConfigError, FeedForward, FFNConfig, solve_ffn_hidden
+from ffnlab.errors import ConfigError
+from ffnlab.ffn import FeedForward, FFNConfig, solve_ffn_hidden
 
 
 @dataclass

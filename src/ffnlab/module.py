@@ -10,7 +10,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from ffnlab.ffn import ConfigError, FFNConfig
+from ffnlab.errors import ConfigError
+from ffnlab.ffn import FFNConfig
 from ffnlab.model import ModelConfig, Transformer
 
 SCHEDULES = ("cosine", "inverse_sqrt", "constant")

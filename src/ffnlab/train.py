@@ -10,13 +10,16 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ffnlab.config import to_dataclass
-from ffnlab.ffn import ConfigError, FFNConfig
+from ffnlab.errors import ConfigError
+from ffnlab.ffn import FFNConfig
 from ffnlab.model import ModelConfig
 from ffnlab.module import LanguageModel, OptimConfig
 from ffnlab.record import clear_metrics, is_finished, read_metrics, write_config, write_metrics
@@ -61,6 +64,17 @@ def comparison_setting(cfg: DictConfig, model_cfg: ModelConfig, data_hash: str) 
     }
 
 
+def instantiate_data(data_cfg: DictConfig):
+    """The data module; its own ConfigError (a missing or empty file...) is raised as itself, not inside
+    Hydra's InstantiationException, so train.py can report it in one line."""
+    try:
+        return instantiate(data_cfg)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
+
+
 def run(cfg: DictConfig) -> float:
     """Train one run and write its record; returns the final validation loss (what sweepers minimise)."""
     out_dir = Path(cfg.paths.output_dir)
@@ -70,38 +84,39 @@ def run(cfg: DictConfig) -> float:
         return record["val_loss"]
 
     started = time.perf_counter()
-    L.seed_everything(cfg.seed, workers=True)
-    ffn_cfg = to_dataclass(FFNConfig, cfg.ffn)
-    optim_cfg = to_dataclass(OptimConfig, cfg.optim)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    model_cfg = build_model_config(cfg, datamodule.vocab_size)
-    stats = model_stats(model_cfg, ffn_cfg)
-    log.info("ffn=%s seed=%s %s", ffn_cfg.name, cfg.seed, " ".join(f"{k}={v:,}" for k, v in stats.items()))
+    loggers = []
+    try:  # whatever fails from here on, a bad setting included, leaves a failed record the report lists
+        L.seed_everything(cfg.seed, workers=True)
+        ffn_cfg = to_dataclass(FFNConfig, cfg.ffn)
+        optim_cfg = to_dataclass(OptimConfig, cfg.optim)
+        datamodule = instantiate_data(cfg.data)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        model_cfg = build_model_config(cfg, datamodule.vocab_size)
+        stats = model_stats(model_cfg, ffn_cfg)
+        log.info("ffn=%s seed=%s %s", ffn_cfg.name, cfg.seed, " ".join(f"{k}={v:,}" for k, v in stats.items()))
 
-    clear_metrics(out_dir)
-    write_config(out_dir, cfg)
-    module = LanguageModel(model_cfg, ffn_cfg, optim_cfg, seed=cfg.seed, max_steps=cfg.trainer.max_steps)
-    module.extra_checkpoint_state = {  # a checkpoint is self-contained: scripts/sample.py needs nothing else
-        "ffnlab_config": OmegaConf.to_container(cfg, resolve=True),
-        "ffnlab_model_config": dataclasses.asdict(model_cfg),
-        "ffnlab_ffn_config": dataclasses.asdict(ffn_cfg),
-        "ffnlab_tokenizer": datamodule.tokenizer_json(),
-    }
-    if cfg.torch_compile:
-        module.model = torch.compile(module.model)
+        clear_metrics(out_dir)
+        write_config(out_dir, cfg)
+        module = LanguageModel(model_cfg, ffn_cfg, optim_cfg, seed=cfg.seed, max_steps=cfg.trainer.max_steps)
+        module.extra_checkpoint_state = {  # a checkpoint is self-contained: scripts/sample.py needs nothing else
+            "ffnlab_config": OmegaConf.to_container(cfg, resolve=True),
+            "ffnlab_model_config": dataclasses.asdict(model_cfg),
+            "ffnlab_ffn_config": dataclasses.asdict(ffn_cfg),
+            "ffnlab_tokenizer": datamodule.tokenizer_json(),
+        }
+        if cfg.torch_compile:
+            module.model = torch.compile(module.model)
 
-    loggers = [CSVLogger(out_dir, name="", version="csv")]
-    loggers += [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"stats": stats})
-    checkpoint = ModelCheckpoint(
-        dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
-        every_n_train_steps=cfg.trainer.val_check_interval,
-    )
-    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=[checkpoint], default_root_dir=out_dir)
-    try:
+        loggers = [CSVLogger(out_dir, name="", version="csv")]
+        loggers += [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+        for logger in loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"stats": stats})
+        checkpoint = ModelCheckpoint(
+            dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
+            every_n_train_steps=cfg.trainer.val_check_interval,
+        )
+        trainer = instantiate(cfg.trainer, logger=loggers, callbacks=[checkpoint], default_root_dir=out_dir)
         trainer.fit(module, datamodule=datamodule)
         if trainer.interrupted or trainer.global_step < cfg.trainer.max_steps:
             raise RuntimeError(f"training stopped at step {trainer.global_step} of {cfg.trainer.max_steps}")
@@ -135,8 +150,8 @@ def run(cfg: DictConfig) -> float:
         log.info("val_loss %.4f  val_ppl %.2f  test_loss %.4f  (%s)", val_loss, metrics["val_ppl"], test_loss, out_dir)
         return val_loss
     except Exception as error:
-        if trainer.is_global_zero:
-            write_metrics(out_dir, {"status": "failed", "ffn": ffn_cfg.name, "seed": cfg.seed,
+        if rank_zero_only.rank == 0:
+            write_metrics(out_dir, {"status": "failed", "ffn": cfg.ffn.name, "seed": cfg.seed,
                                     "error": f"{type(error).__name__}: {error}"})
         raise
     finally:
