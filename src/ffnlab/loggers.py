@@ -4,32 +4,44 @@ from __future__ import annotations
 
 import netrc
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from lightning.pytorch.loggers import WandbLogger
 
+WANDB_DEFAULT_BASE_URL = "https://api.wandb.ai"
 
-def wandb_api_key_configured() -> bool:
-    """True when `wandb login` or WANDB_API_KEY gave this machine a key (wandb keeps it in ~/.netrc)."""
-    if os.environ.get("WANDB_API_KEY"):
+
+def wandb_api_key_configured(environ: Mapping[str, str] = os.environ) -> bool:
+    """True when WANDB_API_KEY is set, or `wandb login` stored a key for the W&B server in ~/.netrc
+    (or the file NETRC names), where wandb itself looks for it: under the host of WANDB_BASE_URL."""
+    if environ.get("WANDB_API_KEY"):
         return True
+    host = urlsplit(environ.get("WANDB_BASE_URL") or WANDB_DEFAULT_BASE_URL).netloc
+    # An explicit path, as wandb passes it: netrc's default path also refuses group-readable files.
+    path = Path(environ.get("NETRC") or "~/.netrc").expanduser()
     try:
-        hosts = netrc.netrc(os.environ.get("NETRC")).hosts
+        entry = netrc.netrc(path).authenticators(host)
     except (OSError, netrc.NetrcParseError):
         return False
-    return any("wandb" in host for host in hosts)
+    return bool(entry and entry[2])
+
+
+def resolve_wandb_mode(mode: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """`mode` if given, else WANDB_MODE if set, else online with an API key and offline without."""
+    return mode or environ.get("WANDB_MODE") or ("online" if wandb_api_key_configured(environ) else "offline")
 
 
 def wandb_logger(
     project: str, group: str, name: str, tags: list[str], save_dir: str, mode: str | None = None, **kwargs
 ) -> WandbLogger:
-    """A WandbLogger; `mode` null means: WANDB_MODE if set, else online with a key and offline without.
+    """A WandbLogger in the mode `resolve_wandb_mode` picks.
 
     Offline runs land in <save_dir>/wandb/ and upload later with `wandb sync <that dir>/offline-run-*`.
+    The mode goes to wandb.init, not to WandbLogger(offline=...): that flag also sets WANDB_MODE in
+    os.environ, which would then decide the mode of every later job of a multirun.
     """
-    mode = mode or os.environ.get("WANDB_MODE") or ("online" if wandb_api_key_configured() else "offline")
+    mode = resolve_wandb_mode(mode)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
-        project=project, group=group, name=name, tags=list(tags), save_dir=save_dir,
-        offline=mode == "offline", mode=mode, **kwargs,
-    )
+    return WandbLogger(project=project, group=group, name=name, tags=list(tags), save_dir=save_dir, mode=mode, **kwargs)

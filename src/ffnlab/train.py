@@ -148,6 +148,7 @@ def run(cfg: DictConfig) -> float:
                 if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
                     logger.experiment.summary.update({k: v for k, v in metrics.items() if k != "setting"})
         log.info("val_loss %.4f  val_ppl %.2f  test_loss %.4f  (%s)", val_loss, metrics["val_ppl"], test_loss, out_dir)
+        finished = True
         return val_loss
     except Exception as error:
         if rank_zero_only.rank == 0:
@@ -155,14 +156,12 @@ def run(cfg: DictConfig) -> float:
                                     "error": f"{type(error).__name__}: {error}"})
         raise
     finally:
-        for logger in loggers[1:]:
-            logger.finalize("success")
-        _finish_wandb()
+        _finish_wandb(exit_code=0 if finished else 1)
 
 
-def _finish_wandb() -> None:
-    """Close any wandb run so the next multirun job starts clean, even after a failure."""
+def _finish_wandb(exit_code: int) -> None:
+    """Close any wandb run so the next multirun job starts clean; a failed run is marked failed."""
     import sys
 
     if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
-        sys.modules["wandb"].finish()
+        sys.modules["wandb"].finish(exit_code=exit_code)
