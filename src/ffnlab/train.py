@@ -84,7 +84,7 @@ def run(cfg: DictConfig) -> float:
         return record["val_loss"]
 
     started = time.perf_counter()
-    loggers = []
+    finished = False
     try:  # whatever fails from here on, a bad setting included, leaves a failed record the report lists
         L.seed_everything(cfg.seed, workers=True)
         ffn_cfg = to_dataclass(FFNConfig, cfg.ffn)
@@ -110,13 +110,14 @@ def run(cfg: DictConfig) -> float:
 
         loggers = [CSVLogger(out_dir, name="", version="csv")]
         loggers += [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-        for logger in loggers:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"stats": stats})
         checkpoint = ModelCheckpoint(
             dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
             every_n_train_steps=cfg.trainer.val_check_interval,
         )
         trainer = instantiate(cfg.trainer, logger=loggers, callbacks=[checkpoint], default_root_dir=out_dir)
+        # After the Trainer exists: it sets the global rank that keeps non-zero ranks from logging.
+        for logger in loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"stats": stats})
         trainer.fit(module, datamodule=datamodule)
         if trainer.interrupted or trainer.global_step < cfg.trainer.max_steps:
             raise RuntimeError(f"training stopped at step {trainer.global_step} of {cfg.trainer.max_steps}")

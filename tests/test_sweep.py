@@ -1,0 +1,118 @@
+"""`python train.py` as a user runs it (subprocesses from the repo root): one-line errors, a multirun
+sweep and its report, re-running a sweep, a failing sweep point, and 2-process DDP on CPU.
+
+The tiny settings come in as a study overlay (conftest.tiny_experiment_dir), so the run dirs are named
+by the sweep's own overrides, as in `python train.py -m experiment=glu_variants_quick`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ffnlab.report import build_report
+
+SWEEP_POINTS = {"ffn=relu,seed=0", "ffn=relu,seed=1", "ffn=swiglu,seed=0", "ffn=swiglu,seed=1"}
+
+
+def records(sweep_dir: Path) -> dict[str, tuple[bytes, int]]:
+    """metrics.json of every run dir below sweep_dir: run dir name -> (bytes, mtime_ns)."""
+    return {p.parent.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sweep_dir.rglob("metrics.json")}
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+
+def test_unknown_ffn_lists_the_variants_without_traceback(train_cli, tmp_path):
+    done = train_cli("ffn=foo", f"hydra.run.dir={tmp_path}/run", tiny=False)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "ffn/foo" in done.stderr and "relu" in done.stderr and "swiglu" in done.stderr
+
+
+def test_config_error_is_one_line_without_traceback(train_cli, tmp_path):
+    done = train_cli("model.d_model=100", "model.n_heads=8", f"hydra.run.dir={tmp_path}/run")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "Traceback" not in output
+    error_lines = [line for line in output.splitlines() if "ConfigError" in line]
+    assert len(error_lines) == 1 and "d_model=100" in error_lines[0] and "n_heads=8" in error_lines[0]
+
+
+# ---------------------------------------------------------------------------------- a sweep and its report
+
+
+@pytest.fixture(scope="module")
+def sweep(train_cli, tmp_path_factory):
+    """A 2-variant x 2-seed multirun: (sweep dir, the finished process)."""
+    sweep_dir = tmp_path_factory.mktemp("sweep") / "t"
+    done = train_cli("-m", "ffn=relu,swiglu", "seed=0,1", f"hydra.sweep.dir={sweep_dir}")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return sweep_dir, done
+
+
+def test_sweep_run_dirs_are_named_by_their_overrides(sweep):
+    sweep_dir, _ = sweep
+    assert set(records(sweep_dir)) == SWEEP_POINTS
+    for name in SWEEP_POINTS:
+        metrics = json.loads((sweep_dir / name / "metrics.json").read_text())
+        ffn, seed = (kv.split("=")[1] for kv in name.split(","))
+        assert (metrics["status"], metrics["ffn"], metrics["seed"]) == ("finished", ffn, int(seed))
+        assert (sweep_dir / name / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_report_compares_two_variants_over_two_seeds(sweep):
+    sweep_dir, _ = sweep
+    report = build_report(sweep_dir)
+    assert report["problems"] == [] and report["n_run_dirs"] == 4
+    (group,) = report["groups"]
+    assert {row["variant"]: row["seeds"] for row in group["rows"]} == {"relu": [0, 1], "swiglu": [0, 1]}
+    assert all(row["n_seeds"] == 2 for row in group["rows"])
+
+
+def test_rerunning_a_finished_sweep_runs_nothing(sweep, train_cli):
+    sweep_dir, _ = sweep
+    before = records(sweep_dir)
+    done = train_cli("-m", "ffn=relu,swiglu", "seed=0,1", f"hydra.sweep.dir={sweep_dir}")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert records(sweep_dir) == before  # byte-identical and untouched
+    assert (done.stdout + done.stderr).count("skipping") == 4
+    assert "Trainer.fit" not in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_failing_point_does_not_stop_the_sweep(train_cli, tmp_path):
+    """d_model=30 with 2 heads gives head size 15, odd: RoPE refuses it (ConfigError)."""
+    sweep_dir = tmp_path / "mixed"
+    done = train_cli("-m", "model.d_model=32,30", f"hydra.sweep.dir={sweep_dir}")
+    assert done.returncode != 0
+    assert "Traceback" not in done.stdout + done.stderr
+    metrics = {name: json.loads(record[0]) for name, record in records(sweep_dir).items()}
+    assert metrics["model.d_model=32"]["status"] == "finished"
+    assert metrics["model.d_model=30"]["status"] == "failed"
+    report = build_report(sweep_dir)
+    assert [(p["run_dir"], p["kind"]) for p in report["problems"]] == [("model.d_model=30", "failed")]
+    assert "head size" in report["problems"][0]["reason"]
+    assert [row["variant"] for group in report["groups"] for row in group["rows"]] == ["swiglu"]
+
+
+# ------------------------------------------------------------------------------------------------ DDP
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(train_cli, compose_tiny, tmp_path):
+    """2 ranks x batch 4 see the samples one process with batch 8 sees, and evaluation scores every
+    token once: the losses match a single-process run up to float summation order."""
+    from ffnlab.report.records import find_run_dirs
+    from ffnlab.train import run
+
+    done = train_cli("trainer.devices=2", "trainer.strategy=ddp", f"hydra.run.dir={tmp_path}/ddp/run", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert find_run_dirs(tmp_path / "ddp") == [tmp_path / "ddp" / "run"]  # rank 1 left no run dir of its own
+    ddp = json.loads((tmp_path / "ddp" / "run" / "metrics.json").read_text())
+    assert ddp["status"] == "finished"
+    assert ddp["tokens_seen"] == 6 * (2 * 4) * 32
+
+    single_loss = run(compose_tiny(tmp_path / "single", "data.batch_size=8"))
+    assert ddp["val_loss"] == pytest.approx(single_loss, rel=1e-4)
