@@ -12,18 +12,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from ffnlab import data
-from ffnlab.data import (
-    DataConfigError,
-    EvalWindows,
-    RandomWindows,
-    TextDataModule,
-    encode_ids,
-    encoding_chunks,
-    load_tokenizer_from_json,
-    split_text,
-    token_dtype,
-    train_tokenizer,
-)
+from ffnlab.data import TextDataModule, split_text
+from ffnlab.errors import DataConfigError
+from ffnlab.tokenizer import encode_ids, encoding_chunks, load_tokenizer_from_json, token_dtype, train_tokenizer
+from ffnlab.windows import EvalWindows, RandomWindows
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "data" / "tinyshakespeare" / "input.txt"

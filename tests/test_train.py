@@ -18,7 +18,7 @@ from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
 from ffnlab import data
-from ffnlab.data import DataConfigError
+from ffnlab.errors import DataConfigError
 from ffnlab.ffn import ConfigError
 from ffnlab.sampling import load_checkpoint
 from ffnlab.train import run

@@ -13,25 +13,29 @@ so concurrent jobs sharing `cache_dir` only ever see complete files.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
-import math
-import mmap
 import os
-import re
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from ffnlab.errors import ConfigError
+from ffnlab.atomic import write_atomic
+from ffnlab.errors import DataConfigError
+from ffnlab.tokenizer import (
+    TextTokenizer,
+    encode_ids,
+    load_tokenizer_from_json,
+    token_dtype,
+    train_tokenizer,
+    unigram_entropy,
+)
+from ffnlab.windows import EvalWindows, RandomWindows, rank_and_world_size
 
 log = logging.getLogger(__name__)
 
@@ -40,100 +44,10 @@ SPLITS = ("train", "val", "test")
 HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 TOKENIZERS = ("bpe", "char")
 MIN_BPE_VOCAB = 257  # the 256 byte tokens + at least one merge
-CHAR_UNKNOWN = "[UNK]"  # id for characters of val/test never seen in train (the last id)
-IGNORE_INDEX = -100  # F.cross_entropy's default ignore_index
-SAMPLES_PER_BLOCK = 1024  # training window starts are drawn this many at a time from rng([seed, block])
 OFFLINE_HINT = (
     "data=text_files data.train_files=[train.txt] data.val_files=[valid.txt] data.test_files=[test.txt], "
     "or the embedded corpus: data=tinyshakespeare"
 )
-
-
-class DataConfigError(ConfigError):
-    """A data setting that cannot work; the message says what was wrong and what is accepted."""
-
-
-# ---------------------------------------------------------------------------------------------- tokenizers
-
-
-class TextTokenizer:
-    """A `tokenizers.Tokenizer` seen as plain ids: encode(str) -> list[int], decode(list[int]) -> str."""
-
-    def __init__(self, hf: Tokenizer):
-        self.hf = hf
-
-    @property
-    def vocab_size(self) -> int:
-        return self.hf.get_vocab_size()
-
-    def encode(self, text: str) -> list[int]:
-        return self.hf.encode(text).ids
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.hf.decode([int(i) for i in ids])
-
-    def to_json(self) -> str:
-        return self.hf.to_str()
-
-
-def load_tokenizer_from_json(tokenizer_json: str) -> TextTokenizer:
-    return TextTokenizer(Tokenizer.from_str(tokenizer_json))
-
-
-def train_tokenizer(kind: str, text: str, vocab_size: int) -> TextTokenizer:
-    """A tokenizer learned from `text` (the train split): byte-level BPE, or one id per character."""
-    if kind == "char":
-        chars = sorted(set(text))
-        vocab = {c: i for i, c in enumerate(chars)} | {CHAR_UNKNOWN: len(chars)}
-        hf = Tokenizer(models.WordLevel(vocab, unk_token=CHAR_UNKNOWN))
-        hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every char, "\n" too
-        hf.decoder = decoders.Fuse()  # join the chars back without spaces
-        return TextTokenizer(hf)
-    hf = Tokenizer(models.BPE())
-    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    hf.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    hf.train_from_iterator(encoding_chunks(text), trainer=trainer)
-    return TextTokenizer(hf)
-
-
-# Right after a newline that sits between two non-space characters, GPT-2's pre-tokenizer pattern always
-# ends a piece ("\n" is a piece of its own there), so pieces cut at such points encode to exactly the ids
-# of the whole text. Cutting lets `encode_batch` use every core.
-_SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
-
-
-def encoding_chunks(text: str, chunk_chars: int = 1 << 16) -> list[str]:
-    """`text` cut into pieces of about `chunk_chars` whose ids, concatenated, are the ids of `text`."""
-    chunks, start = [], 0
-    while len(text) - start > chunk_chars:
-        cut = _SAFE_CUT.search(text, start + chunk_chars)
-        if cut is None:
-            break
-        chunks.append(text[start : cut.start()])
-        start = cut.start()
-    chunks.append(text[start:])
-    return chunks
-
-
-def encode_ids(tokenizer: TextTokenizer, text: str) -> np.ndarray:
-    dtype = token_dtype(tokenizer.vocab_size)
-    encodings = tokenizer.hf.encode_batch(encoding_chunks(text))
-    return np.concatenate([np.asarray(e.ids, dtype=dtype) for e in encodings])
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    """uint16 halves the cache for vocabularies that fit; larger ones (100k+ tokens) need uint32."""
-    return np.dtype(np.uint16 if vocab_size <= 65535 else np.uint32)
-
-
-def unigram_entropy(ids: np.ndarray, vocab_size: int) -> float:
-    """Entropy (nats) of the token frequencies: the loss of a model that ignores context."""
-    p = np.bincount(ids, minlength=vocab_size) / len(ids)
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
 
 
 # ------------------------------------------------------------------------------------------------- text
@@ -222,16 +136,6 @@ def content_hash(text_digests: dict[str, str], tokenizer: str, vocab_size: int) 
 # ------------------------------------------------------------------------------------------------ cache
 
 
-def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """`write(tmp)` then rename onto `path`: readers see the old file or the whole new one, never a part."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def build_cache(
     entry: Path, texts: dict[str, str], text_digests: dict[str, str], tokenizer: str, vocab_size: int, name: str
 ) -> None:
@@ -262,106 +166,6 @@ def build_cache(
     # Written last: its presence is what marks the entry complete.
     write_atomic(entry / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
     log.info("tokenized %s (%s, vocab %d) in %.1f s: %s", name, tokenizer, tok.vocab_size, meta["seconds"], tokens)
-
-
-# ---------------------------------------------------------------------------------------------- datasets
-
-
-class _PicklesMemmapAsPath:
-    """A spawned DataLoader worker gets the memmap's path and reopens it, instead of a pickled copy of every id."""
-
-    ids: np.ndarray
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        if isinstance(self.ids, np.memmap) and isinstance(self.ids.base, mmap.mmap):  # a whole file, not a slice
-            state["ids"] = (self.ids.filename, self.ids.dtype.str, self.ids.offset, len(self.ids))
-        return state
-
-    def __setstate__(self, state):
-        if isinstance(state["ids"], tuple):
-            path, dtype, offset, n = state["ids"]
-            state["ids"] = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(n,))
-        self.__dict__.update(state)
-
-
-def rank_and_world_size() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-class RandomWindows(_PicklesMemmapAsPath, IterableDataset):
-    """Endless (x, y) batches of random `seq_len + 1`-token windows; their order depends on `seed` alone.
-
-    Global sample i = 0, 1, 2, ... starts where block i // 1024 of `default_rng([seed, block])` says, so
-    sample i is the same whatever the batch size or the number of ranks and workers. Rank r of W takes
-    the samples i = r (mod W): at every step the W ranks together see what one process with batch W*B
-    would. DataLoader workers take whole batches in turn, the order in which the DataLoader hands them
-    out, so the stream does not depend on num_workers either. `start_sample` (a multiple of W*B) skips
-    samples already consumed, for an exact resume. Rank and world size are read when the dataset is
-    built: DataLoader worker processes have no process group.
-    """
-
-    def __init__(
-        self, ids: np.ndarray, seq_len: int, batch_size: int, seed: int, start_sample: int = 0,
-        rank: int | None = None, world_size: int | None = None,
-    ):
-        if len(ids) <= seq_len:
-            raise DataConfigError(f"seq_len={seq_len} needs more than {len(ids)} training tokens")
-        self.ids, self.seq_len, self.batch_size, self.seed = ids, seq_len, batch_size, seed
-        self.start_sample = start_sample
-        self.rank, self.world_size = (rank, world_size) if rank is not None else rank_and_world_size()
-        self._block: tuple[int, np.ndarray] | None = None
-
-    def window_starts(self, samples: np.ndarray) -> np.ndarray:
-        blocks = samples // SAMPLES_PER_BLOCK
-        starts = np.empty(len(samples), dtype=np.int64)
-        for block in np.unique(blocks):
-            in_block = blocks == block
-            starts[in_block] = self._block_starts(int(block))[samples[in_block] % SAMPLES_PER_BLOCK]
-        return starts
-
-    def _block_starts(self, block: int) -> np.ndarray:
-        if self._block is None or self._block[0] != block:
-            rng = np.random.default_rng([self.seed, block])
-            self._block = (block, rng.integers(0, len(self.ids) - self.seq_len, SAMPLES_PER_BLOCK))
-        return self._block[1]
-
-    def __iter__(self):
-        worker = get_worker_info()
-        worker_id, num_workers = (worker.id, worker.num_workers) if worker else (0, 1)
-        window = np.arange(self.seq_len + 1)
-        for batch in itertools.count(worker_id, num_workers):
-            local = batch * self.batch_size + np.arange(self.batch_size)
-            samples = self.start_sample + self.rank + self.world_size * local
-            rows = torch.from_numpy(self.ids[self.window_starts(samples)[:, None] + window].astype(np.int64))
-            yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
-
-
-class EvalWindows(_PicklesMemmapAsPath, Dataset):
-    """The whole split in contiguous windows: every token but the first is a label exactly once.
-
-    The last window is padded (inputs with 0, labels with IGNORE_INDEX) rather than dropped, so the
-    loss is over the entire split whatever seq_len is.
-    """
-
-    def __init__(self, ids: np.ndarray, seq_len: int):
-        self.ids, self.seq_len = ids, seq_len
-
-    def __len__(self) -> int:
-        return math.ceil((len(self.ids) - 1) / self.seq_len)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        t = self.seq_len
-        chunk = np.asarray(self.ids[i * t : (i + 1) * t + 1], dtype=np.int64)
-        x = np.zeros(t, dtype=np.int64)
-        y = np.full(t, IGNORE_INDEX, dtype=np.int64)
-        x[: min(len(chunk), t)] = chunk[:t]
-        y[: len(chunk) - 1] = chunk[1:]
-        return torch.from_numpy(x), torch.from_numpy(y)
 
 
 # -------------------------------------------------------------------------------------------- datamodule

@@ -3,3 +3,7 @@
 
 class ConfigError(ValueError):
     """A config value or input that cannot work. train.py prints it as one line, without a traceback."""
+
+
+class DataConfigError(ConfigError):
+    """A data setting or file that cannot work (missing, empty, too short for seq_len, hub offline...)."""

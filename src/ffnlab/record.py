@@ -8,28 +8,14 @@ half-written file, and a crash never damages a finished run's results.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ffnlab.atomic import write_atomic
+
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_metrics(run_dir: Path) -> dict | None:
@@ -46,11 +32,13 @@ def is_finished(run_dir: Path) -> bool:
 
 
 def write_config(run_dir: Path, cfg: DictConfig) -> None:
-    atomic_write_text(Path(run_dir) / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    write_atomic(Path(run_dir) / CONFIG_FILE, lambda tmp: tmp.write_text(text))
 
 
 def write_metrics(run_dir: Path, metrics: dict) -> None:
-    atomic_write_text(Path(run_dir) / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+    write_atomic(Path(run_dir) / METRICS_FILE, lambda tmp: tmp.write_text(text))
 
 
 def clear_metrics(run_dir: Path) -> None:

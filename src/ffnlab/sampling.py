@@ -8,6 +8,7 @@ import torch
 
 from ffnlab.ffn import FFNConfig
 from ffnlab.model import ModelConfig, Transformer
+from ffnlab.tokenizer import load_tokenizer_from_json
 
 
 def load_checkpoint(path: str | Path) -> tuple[Transformer, object]:
@@ -18,8 +19,6 @@ def load_checkpoint(path: str | Path) -> tuple[Transformer, object]:
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if "ffnlab_model_config" not in checkpoint:
         raise ValueError(f"{path} is not an ffnlab checkpoint (it holds no ffnlab_model_config)")
-    from ffnlab.data import load_tokenizer_from_json  # data pulls in `datasets`: only when sampling
-
     model = Transformer(ModelConfig(**checkpoint["ffnlab_model_config"]), FFNConfig(**checkpoint["ffnlab_ffn_config"]))
     state = {
         key.removeprefix("model.").replace("_orig_mod.", ""): value

@@ -50,25 +50,23 @@ def final_val_loss(trainer: L.Trainer, module: LanguageModel, datamodule) -> flo
 
 def comparison_setting(cfg: DictConfig, model_cfg: ModelConfig, data_hash: str) -> dict:
     """Everything that defines a comparison other than variant, seed and LR: the report never pools
-    runs whose settings differ."""
+    runs whose settings differ (a different corpus, tokenizer, size, budget, schedule or precision)."""
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    optim.pop("lr")
     return {
         "data": cfg.data.name,
-        "data_hash": data_hash,
+        "data_hash": data_hash,  # text + tokenizer identity
         "tokenizer": cfg.data.tokenizer,
-        "vocab_size": model_cfg.vocab_size,
-        "d_model": model_cfg.d_model,
-        "n_layers": model_cfg.n_layers,
-        "n_heads": model_cfg.n_heads,
-        "n_kv_heads": model_cfg.n_kv_heads,
-        "seq_len": model_cfg.seq_len,
-        "tie_embeddings": model_cfg.tie_embeddings,
+        **dataclasses.asdict(model_cfg),
         "max_steps": cfg.trainer.max_steps,
         "batch_size": cfg.data.batch_size,
+        "devices": str(cfg.trainer.devices),  # the global batch is devices x batch_size
+        "precision": str(cfg.trainer.precision),
+        "gradient_clip_val": cfg.trainer.gradient_clip_val,
         "ffn_match": cfg.ffn.match,
         "ffn_budget_mult": cfg.ffn.budget_mult,
-        "schedule": cfg.optim.schedule,
-        "weight_decay": cfg.optim.weight_decay,
-        "warmup_steps": cfg.optim.warmup_steps,
+        "ffn_multiple_of": cfg.ffn.multiple_of,
+        **{f"optim_{key}": value for key, value in optim.items()},
     }
 
 

@@ -1,0 +1,91 @@
+"""Tokenizers: byte-level BPE or characters, trained on the train split, seen as plain lists of ids."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+CHAR_UNKNOWN = "[UNK]"  # id for characters of val/test never seen in train (the last id)
+
+
+class TextTokenizer:
+    """A `tokenizers.Tokenizer` seen as plain ids: encode(str) -> list[int], decode(list[int]) -> str."""
+
+    def __init__(self, hf: Tokenizer):
+        self.hf = hf
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode([int(i) for i in ids])
+
+    def to_json(self) -> str:
+        return self.hf.to_str()
+
+
+def load_tokenizer_from_json(tokenizer_json: str) -> TextTokenizer:
+    return TextTokenizer(Tokenizer.from_str(tokenizer_json))
+
+
+def train_tokenizer(kind: str, text: str, vocab_size: int) -> TextTokenizer:
+    """A tokenizer learned from `text` (the train split): byte-level BPE, or one id per character."""
+    if kind == "char":
+        chars = sorted(set(text))
+        vocab = {c: i for i, c in enumerate(chars)} | {CHAR_UNKNOWN: len(chars)}
+        hf = Tokenizer(models.WordLevel(vocab, unk_token=CHAR_UNKNOWN))
+        hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every char, "\n" too
+        hf.decoder = decoders.Fuse()  # join the chars back without spaces
+        return TextTokenizer(hf)
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    hf.train_from_iterator(encoding_chunks(text), trainer=trainer)
+    return TextTokenizer(hf)
+
+
+# Right after a newline that sits between two non-space characters, GPT-2's pre-tokenizer pattern always
+# ends a piece ("\n" is a piece of its own there), so pieces cut at such points encode to exactly the ids
+# of the whole text. Cutting lets `encode_batch` use every core.
+_SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
+
+
+def encoding_chunks(text: str, chunk_chars: int = 1 << 16) -> list[str]:
+    """`text` cut into pieces of about `chunk_chars` whose ids, concatenated, are the ids of `text`."""
+    chunks, start = [], 0
+    while len(text) - start > chunk_chars:
+        cut = _SAFE_CUT.search(text, start + chunk_chars)
+        if cut is None:
+            break
+        chunks.append(text[start : cut.start()])
+        start = cut.start()
+    chunks.append(text[start:])
+    return chunks
+
+
+def encode_ids(tokenizer: TextTokenizer, text: str) -> np.ndarray:
+    dtype = token_dtype(tokenizer.vocab_size)
+    encodings = tokenizer.hf.encode_batch(encoding_chunks(text))
+    return np.concatenate([np.asarray(e.ids, dtype=dtype) for e in encodings])
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 halves the cache for vocabularies that fit; larger ones (100k+ tokens) need uint32."""
+    return np.dtype(np.uint16 if vocab_size <= 65535 else np.uint32)
+
+
+def unigram_entropy(ids: np.ndarray, vocab_size: int) -> float:
+    """Entropy (nats) of the token frequencies: the loss of a model that ignores context."""
+    p = np.bincount(ids, minlength=vocab_size) / len(ids)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())

@@ -1,0 +1,113 @@
+"""Token ids -> batches: random training windows in a seed-fixed order, contiguous evaluation windows."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import mmap
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from ffnlab.errors import DataConfigError
+
+IGNORE_INDEX = -100  # F.cross_entropy's default ignore_index
+SAMPLES_PER_BLOCK = 1024  # training window starts are drawn this many at a time from rng([seed, block])
+
+
+class _PicklesMemmapAsPath:
+    """A spawned DataLoader worker gets the memmap's path and reopens it, instead of a pickled copy of every id."""
+
+    ids: np.ndarray
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if isinstance(self.ids, np.memmap) and isinstance(self.ids.base, mmap.mmap):  # a whole file, not a slice
+            state["ids"] = (self.ids.filename, self.ids.dtype.str, self.ids.offset, len(self.ids))
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state["ids"], tuple):
+            path, dtype, offset, n = state["ids"]
+            state["ids"] = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(n,))
+        self.__dict__.update(state)
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class RandomWindows(_PicklesMemmapAsPath, IterableDataset):
+    """Endless (x, y) batches of random `seq_len + 1`-token windows; their order depends on `seed` alone.
+
+    Global sample i = 0, 1, 2, ... starts where block i // 1024 of `default_rng([seed, block])` says, so
+    sample i is the same whatever the batch size or the number of ranks and workers. Rank r of W takes
+    the samples i = r (mod W): at every step the W ranks together see what one process with batch W*B
+    would. DataLoader workers take whole batches in turn, the order in which the DataLoader hands them
+    out, so the stream does not depend on num_workers either. `start_sample` (a multiple of W*B) skips
+    samples already consumed, for an exact resume. Rank and world size are read when the dataset is
+    built: DataLoader worker processes have no process group.
+    """
+
+    def __init__(
+        self, ids: np.ndarray, seq_len: int, batch_size: int, seed: int, start_sample: int = 0,
+        rank: int | None = None, world_size: int | None = None,
+    ):
+        if len(ids) <= seq_len:
+            raise DataConfigError(f"seq_len={seq_len} needs more than {len(ids)} training tokens")
+        self.ids, self.seq_len, self.batch_size, self.seed = ids, seq_len, batch_size, seed
+        self.start_sample = start_sample
+        self.rank, self.world_size = (rank, world_size) if rank is not None else rank_and_world_size()
+        self._block: tuple[int, np.ndarray] | None = None
+
+    def window_starts(self, samples: np.ndarray) -> np.ndarray:
+        blocks = samples // SAMPLES_PER_BLOCK
+        starts = np.empty(len(samples), dtype=np.int64)
+        for block in np.unique(blocks):
+            in_block = blocks == block
+            starts[in_block] = self._block_starts(int(block))[samples[in_block] % SAMPLES_PER_BLOCK]
+        return starts
+
+    def _block_starts(self, block: int) -> np.ndarray:
+        if self._block is None or self._block[0] != block:
+            rng = np.random.default_rng([self.seed, block])
+            self._block = (block, rng.integers(0, len(self.ids) - self.seq_len, SAMPLES_PER_BLOCK))
+        return self._block[1]
+
+    def __iter__(self):
+        worker = get_worker_info()
+        worker_id, num_workers = (worker.id, worker.num_workers) if worker else (0, 1)
+        window = np.arange(self.seq_len + 1)
+        for batch in itertools.count(worker_id, num_workers):
+            local = batch * self.batch_size + np.arange(self.batch_size)
+            samples = self.start_sample + self.rank + self.world_size * local
+            rows = torch.from_numpy(self.ids[self.window_starts(samples)[:, None] + window].astype(np.int64))
+            yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
+
+
+class EvalWindows(_PicklesMemmapAsPath, Dataset):
+    """The whole split in contiguous windows: every token but the first is a label exactly once.
+
+    The last window is padded (inputs with 0, labels with IGNORE_INDEX) rather than dropped, so the
+    loss is over the entire split whatever seq_len is.
+    """
+
+    def __init__(self, ids: np.ndarray, seq_len: int):
+        self.ids, self.seq_len = ids, seq_len
+
+    def __len__(self) -> int:
+        return math.ceil((len(self.ids) - 1) / self.seq_len)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        t = self.seq_len
+        chunk = np.asarray(self.ids[i * t : (i + 1) * t + 1], dtype=np.int64)
+        x = np.zeros(t, dtype=np.int64)
+        y = np.full(t, IGNORE_INDEX, dtype=np.int64)
+        x[: min(len(chunk), t)] = chunk[:t]
+        y[: len(chunk) - 1] = chunk[1:]
+        return torch.from_numpy(x), torch.from_numpy(y)
