@@ -226,7 +226,7 @@ def test_d_model_override_composes_with_default_heads(d_model):
 
 # --------------------------------------------------------------------------- optimisation
 def test_decay_groups():
-    from ffnlab.module import decay_groups
+    from ffnlab.optim import decay_groups
 
     model = Transformer(
         ModelConfig(**(TINY | {"tie_embeddings": False})), FFNConfig(name="swish", swish_beta_trainable=True)
@@ -244,7 +244,7 @@ def test_decay_groups():
 
 
 def test_prelu_slope_is_not_decayed():
-    from ffnlab.module import decay_groups
+    from ffnlab.optim import decay_groups
 
     model = tiny("prelu")
     decay, no_decay = decay_groups(model, 0.1)
@@ -254,7 +254,7 @@ def test_prelu_slope_is_not_decayed():
 
 
 def test_lr_schedules():
-    from ffnlab.module import OptimConfig, lr_multiplier
+    from ffnlab.optim import OptimConfig, lr_multiplier
 
     warmup, max_steps = 10, 110
     cosine = OptimConfig(warmup_steps=warmup, schedule="cosine", min_lr_ratio=0.1)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ffnlab.ffn import FFNConfig
 from ffnlab.model import ModelConfig
-from ffnlab.module import OptimConfig
+from ffnlab.optim import OptimConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"

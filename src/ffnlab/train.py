@@ -21,7 +21,8 @@ from ffnlab.config import to_dataclass
 from ffnlab.errors import ConfigError
 from ffnlab.ffn import FFNConfig
 from ffnlab.model import ModelConfig
-from ffnlab.module import LanguageModel, OptimConfig
+from ffnlab.module import LanguageModel
+from ffnlab.optim import OptimConfig
 from ffnlab.record import clear_metrics, is_finished, read_metrics, write_config, write_metrics
 from ffnlab.sizes import model_stats
 

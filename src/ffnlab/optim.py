@@ -1,0 +1,53 @@
+"""The `optim` group: AdamW settings, which parameters decay, and the LR schedule (no Lightning here)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ffnlab.errors import ConfigError
+
+SCHEDULES = ("cosine", "inverse_sqrt", "constant")
+
+
+@dataclass
+class OptimConfig:
+    """The `optim` config group: keys map 1:1 onto these fields (see conf/optim/adamw.yaml)."""
+
+    lr: float = 3e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    warmup_steps: int = 20
+    schedule: str = "cosine"  # cosine | inverse_sqrt (the paper's 1/sqrt(step)) | constant
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at max_steps
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule={self.schedule!r} is not accepted; use one of {', '.join(SCHEDULES)}")
+        if self.lr <= 0 or self.warmup_steps < 0:
+            raise ConfigError(f"optim.lr={self.lr} must be > 0 and optim.warmup_steps={self.warmup_steps} >= 0")
+
+
+def lr_multiplier(step: int, cfg: OptimConfig, max_steps: int) -> float:
+    """Linear warmup to 1, then cosine to min_lr_ratio at max_steps, or inverse-sqrt, or constant."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "inverse_sqrt":  # T5 / the paper: lr ∝ 1/sqrt(max(step, warmup))
+        return math.sqrt(max(cfg.warmup_steps, 1) / max(step, 1))
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on 2-D matmul weights only: never on norms, embeddings or activation parameters."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 and not name.startswith("embed.") else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
