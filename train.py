@@ -1,4 +1,7 @@
-"""Train one FFN variant: `python train.py ffn=geglu model=small seed=1`; a study: `python train.py -m experiment=glu_variants`."""
+"""Train one FFN variant: `python train.py ffn=geglu model=small seed=1`.
+
+A whole study: `python train.py -m experiment=glu_variants`.
+"""
 
 import logging
 import math

@@ -1,4 +1,7 @@
-"""Generate text from a trained run: python scripts/sample.py outputs/default/default/checkpoints/last.ckpt --prompt "ROMEO:" """
+"""Generate text from a trained run.
+
+    python scripts/sample.py outputs/default/default/checkpoints/last.ckpt --prompt "ROMEO:"
+"""
 
 import argparse
 import sys

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from ffnlab.ffn import FFNConfig
 from ffnlab.model import ModelConfig, Transformer
 from ffnlab.optim import OptimConfig, decay_groups, lr_multiplier
+from ffnlab.windows import IGNORE_INDEX
+
 
 class LanguageModel(L.LightningModule):
     def __init__(self, model: ModelConfig, ffn: FFNConfig, optim: OptimConfig, seed: int, max_steps: int):
@@ -29,8 +31,10 @@ class LanguageModel(L.LightningModule):
     def _loss_sum(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self.model(x)
-        loss_sum = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100, reduction="sum")
-        return loss_sum, (y != -100).sum()
+        loss_sum = F.cross_entropy(
+            logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        return loss_sum, (y != IGNORE_INDEX).sum()
 
     # ------------------------------------------------------------------ training
     def on_train_batch_start(self, batch, batch_idx):
