@@ -105,9 +105,10 @@ def run(cfg: DictConfig) -> float:
 
         clear_metrics(out_dir)
         write_config(out_dir, cfg)
+        resolved_cfg = OmegaConf.to_container(cfg, resolve=True)
         module = LanguageModel(model_cfg, ffn_cfg, optim_cfg, seed=cfg.seed, max_steps=cfg.trainer.max_steps)
         module.extra_checkpoint_state = {  # a checkpoint is self-contained: scripts/sample.py needs nothing else
-            "ffnlab_config": OmegaConf.to_container(cfg, resolve=True),
+            "ffnlab_config": resolved_cfg,
             "ffnlab_model_config": dataclasses.asdict(model_cfg),
             "ffnlab_ffn_config": dataclasses.asdict(ffn_cfg),
             "ffnlab_tokenizer": datamodule.tokenizer_json(),
@@ -124,7 +125,7 @@ def run(cfg: DictConfig) -> float:
         trainer = instantiate(cfg.trainer, logger=loggers, callbacks=[checkpoint], default_root_dir=out_dir)
         # After the Trainer exists: it sets the global rank that keeps non-zero ranks from logging.
         for logger in loggers:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"stats": stats})
+            logger.log_hyperparams(resolved_cfg | {"stats": stats})
         trainer.fit(module, datamodule=datamodule)
         if trainer.interrupted or trainer.global_step < cfg.trainer.max_steps:
             raise RuntimeError(f"training stopped at step {trainer.global_step} of {cfg.trainer.max_steps}")
