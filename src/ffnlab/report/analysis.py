@@ -22,9 +22,11 @@ FAMILIES = ("gated", "ungated", "maxout")
 
 
 def family(variant: str) -> str:
-    if variant in GATED:
+    """The family of a variant label: `geglu[gelu_approximate=tanh]` is gated like `geglu`."""
+    name = variant.split("[", 1)[0]
+    if name in GATED:
         return "gated"
-    return "maxout" if variant.startswith("maxout") else "ungated"
+    return "maxout" if name == "maxout" else "ungated"
 
 
 def _lr_order(lr: float | None) -> tuple:

@@ -22,7 +22,7 @@ SKIP_DIRS = {".hydra", "wandb"}  # Hydra's own config copies and wandb's local f
 class Run:
     run_dir: str  # relative to the sweep dir; how the report names a run
     path: Path
-    variant: str
+    variant: str  # the label: name + the options that change its function, e.g. gelu[gelu_approximate=tanh]
     seed: int
     lr: float | None
     val_loss: float
@@ -31,6 +31,7 @@ class Run:
     metrics: dict
     experiment: str | None = None
     wandb_project: str | None = None
+    ffn: str | None = None  # the bare registry name (family, paper lookups); == variant when options are default
 
 
 @dataclass
@@ -103,7 +104,9 @@ def load_run(path: Path, run_dir: str) -> Run | Problem:
     if status != "finished":
         return Problem(run_dir, "unfinished", f"metrics.json has status {status!r}, not 'finished'")
 
-    variant = metrics.get("ffn") or _dig(config, "ffn.name")
+    ffn = metrics.get("ffn") or _dig(config, "ffn.name")
+    # Records before labels existed carry only the name: it was also their label.
+    variant = metrics.get("variant") or ffn
     seed = metrics.get("seed", config.get("seed"))
     lr = _number(metrics["lr"] if "lr" in metrics else _dig(config, "optim.lr"))
     val_loss, test_loss = _number(metrics.get("val_loss")), _number(metrics.get("test_loss"))
@@ -127,6 +130,7 @@ def load_run(path: Path, run_dir: str) -> Run | Problem:
         metrics=metrics,
         experiment=metrics.get("experiment") or config.get("experiment_name"),
         wandb_project=_dig(config, "logger.wandb.project"),
+        ffn=str(ffn),
     )
 
 
