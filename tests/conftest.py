@@ -100,18 +100,22 @@ def tiny_experiment_dir(tmp_path_factory, tiny_corpus) -> Path:
 
 @pytest.fixture(scope="session")
 def train_cli(tiny_experiment_dir, cache_dir):
-    """train_cli(*args) runs `python train.py --config-dir <tiny> experiment=tiny *args` from the repo root,
-    with the session token cache; returns the CompletedProcess (text output captured)."""
+    """train_cli(*args) runs `python train.py --config-dir <tiny> experiment=tiny *args` from the repo root (or
+    `cwd`), with the session token cache; returns the CompletedProcess (text output captured). `config_dir`
+    replaces the tiny config dir (an edited copy of it)."""
 
-    def run(*args: str, timeout: float = 600, tiny: bool = True) -> subprocess.CompletedProcess:
-        tiny_args = ["--config-dir", str(tiny_experiment_dir), "experiment=tiny"] if tiny else []
-        env = {**os.environ, "FFNLAB_CACHE_DIR": str(cache_dir), "WANDB_MODE": "disabled"}
+    def run(
+        *args: str, timeout: float = 600, tiny: bool = True, cwd: Path = REPO, env: dict | None = None,
+        config_dir: Path | None = None,
+    ) -> subprocess.CompletedProcess:
+        tiny_args = ["--config-dir", str(config_dir or tiny_experiment_dir), "experiment=tiny"] if tiny else []
+        env = {**os.environ, "FFNLAB_CACHE_DIR": str(cache_dir), "WANDB_MODE": "disabled", **(env or {})}
         env.pop("HYDRA_FULL_ERROR", None)  # the user's view: Hydra's short errors
         flags = [a for a in args if a.startswith("-")]  # -m: argparse wants flags before the overrides
         overrides = [a for a in args if not a.startswith("-")]
         return subprocess.run(
-            [sys.executable, "train.py", *flags, *tiny_args, *overrides],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+            [sys.executable, str(REPO / "train.py"), *flags, *tiny_args, *overrides],
+            cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
         )
 
     return run

@@ -132,7 +132,7 @@ def max_diff(a, b) -> float:
     "key,overrides,reference", ACTIVATION_CASES, ids=[f"{k}{o or ''}" for k, o, _ in ACTIVATION_CASES]
 )
 def test_activation_matches_its_formula(key, overrides, reference):
-    act = ACTIVATIONS[key](FFNConfig(name="relu", **overrides)).double()
+    act = ACTIVATIONS[key].build(FFNConfig(name="relu", **overrides)).double()
     with torch.no_grad():
         assert max_diff(act(X), reference(X)) < TOL
 
@@ -155,13 +155,13 @@ def test_reference_forms_are_far_enough_apart_to_be_told_apart():
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             assert max_diff(forms[a], forms[b]) > 1000 * TOL, (a, b)
-    gelu = ACTIVATIONS["gelu"](FFNConfig(name="gelu")).double()
+    gelu = ACTIVATIONS["gelu"].build(FFNConfig(name="gelu")).double()
     with torch.no_grad():
         assert max_diff(gelu(X), swish(1.0)(X)) > 0.1  # GELU and SiLU differ by ~0.2 near x = -2
 
 
 def test_prelu_slope_starts_at_init_and_is_trained():
-    act = ACTIVATIONS["prelu"](FFNConfig(name="prelu"))
+    act = ACTIVATIONS["prelu"].build(FFNConfig(name="prelu"))
     (slope,) = act.parameters()
     assert slope.numel() == 1 and slope.item() == pytest.approx(0.25)
     act(torch.tensor([-1.0, 2.0])).sum().backward()
@@ -169,9 +169,9 @@ def test_prelu_slope_starts_at_init_and_is_trained():
 
 
 def test_swish_beta_is_a_parameter_only_when_trainable():
-    fixed = ACTIVATIONS["swish"](FFNConfig(name="swish", swish_beta=1.7))
+    fixed = ACTIVATIONS["swish"].build(FFNConfig(name="swish", swish_beta=1.7))
     assert list(fixed.parameters()) == []
-    trained = ACTIVATIONS["swish"](FFNConfig(name="swish", swish_beta=1.7, swish_beta_trainable=True))
+    trained = ACTIVATIONS["swish"].build(FFNConfig(name="swish", swish_beta=1.7, swish_beta_trainable=True))
     (beta,) = trained.parameters()
     assert beta.item() == pytest.approx(1.7)
     x = torch.tensor([0.5, -1.0])

@@ -7,11 +7,12 @@ by the sweep's own overrides, as in `python train.py -m experiment=glu_variants_
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
-from ffnlab.report import build_report
+from ffnlab.report import build_report, write_report
 
 SWEEP_POINTS = {"ffn=relu,seed=0", "ffn=relu,seed=1", "ffn=swiglu,seed=0", "ffn=swiglu,seed=1"}
 
@@ -79,6 +80,48 @@ def test_rerunning_a_finished_sweep_runs_nothing(sweep, train_cli):
     assert records(sweep_dir) == before  # byte-identical and untouched
     assert (done.stdout + done.stderr).count("skipping") == 4
     assert "Trainer.fit" not in done.stdout + done.stderr
+
+
+def test_an_edited_experiment_refuses_its_finished_points_and_the_others_go_on(
+    sweep, train_cli, tiny_experiment_dir, tmp_path
+):
+    """Editing the study's config and re-running the same `-m` command never returns the old results: the
+    finished point whose config changed fails in one line, untouched; a new point of the sweep still trains."""
+    sweep_dir, _ = sweep
+    edited = tmp_path / "conf"
+    shutil.copytree(tiny_experiment_dir, edited)
+    overlay = edited / "experiment" / "tiny.yaml"
+    overlay.write_text(overlay.read_text().replace("warmup_steps: 2", "warmup_steps: 1"))
+    before = records(sweep_dir)["ffn=relu,seed=0"]
+    done = train_cli("-m", "ffn=relu,gelu", "seed=0", f"hydra.sweep.dir={sweep_dir}", config_dir=edited)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in output
+    refusal = [line for line in output.splitlines() if "RunIdentityError" in line]
+    assert refusal and "optim.warmup_steps: 2 -> 1" in refusal[0] and "force=true" in refusal[0]
+    assert records(sweep_dir)["ffn=relu,seed=0"] == before
+    assert json.loads((sweep_dir / "ffn=gelu,seed=0" / "metrics.json").read_text())["status"] == "finished"
+
+
+def test_a_sweep_over_a_variant_option_gives_one_row_per_label(train_cli, tmp_path):
+    sweep_dir = tmp_path / "gelu"
+    done = train_cli("-m", "ffn=gelu", "ffn.gelu_approximate=none,tanh", f"hydra.sweep.dir={sweep_dir}")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = write_report(sweep_dir)
+    assert report["problems"] == []
+    (group,) = report["groups"]
+    assert sorted(row["variant"] for row in group["rows"]) == ["gelu", "gelu[gelu_approximate=tanh]"]
+    assert "| gelu[gelu_approximate=tanh] |" in (sweep_dir / "report" / "comparison.md").read_text()
+
+
+def test_runs_land_under_one_root_wherever_train_py_starts(train_cli, tmp_path):
+    """From another working directory, a run lands in $FFNLAB_OUTPUT_DIR (default: the repo's outputs/), where a
+    re-run of the sweep finds it. A bad ffn name fails fast but still leaves its record there."""
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    done = train_cli("ffn.name=foo", cwd=elsewhere, env={"FFNLAB_OUTPUT_DIR": str(tmp_path / "out")})
+    assert done.returncode != 0
+    assert (tmp_path / "out" / "tiny" / "ffn.name=foo" / "metrics.json").is_file()
+    assert not any(elsewhere.iterdir())
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ misspelt key or a wrongly typed value fails at composition, before any data is t
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -21,11 +22,28 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
 
 
+MAX_VALUE_CHARS = 32  # an override's value longer than this is cut (absolute paths, long lists)
+MAX_NAME_BYTES = 200  # under the 255-byte file name limit of common filesystems, with room for Hydra's suffixes
+
+
 def run_dir_name(override_dirname: str) -> str:
-    """A run's directory name from its overrides (deterministic, so a re-run finds its own records)."""
+    """A run's directory name from its overrides: readable, deterministic (a re-run finds its own records) and
+    bounded. Long values keep their head and tail; whenever anything is cut, a hash of the whole override string
+    is appended, so two runs never share a directory because their names were shortened alike."""
     if not override_dirname:
         return "default"
-    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", override_dirname)
+    parts = []
+    for override in override_dirname.split(","):
+        key, sep, value = override.partition("=")
+        if len(value) > MAX_VALUE_CHARS:
+            value = f"{value[:8]}~{value[-(MAX_VALUE_CHARS - 9):]}"
+        parts.append(key + sep + value)
+    name = re.sub(r"[^A-Za-z0-9_.,=+-]", "_", ",".join(parts))
+    cut = name != re.sub(r"[^A-Za-z0-9_.,=+-]", "_", override_dirname)
+    if cut or len(name) > MAX_NAME_BYTES:
+        digest = hashlib.sha256(override_dirname.encode()).hexdigest()[:8]
+        name = f"{name[: MAX_NAME_BYTES - 9]}-{digest}"
+    return name
 
 
 def register() -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ffnlab.atomic import write_atomic
@@ -68,6 +69,37 @@ def check_files(paths: str | Sequence[str], key: str) -> list[str]:
     return checked
 
 
+def file_identity(path: str) -> dict:
+    """A local file's size and content hash (read in 1 MiB chunks): what makes two files the same data."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
+FILE_KEYS = ("files", "train_files", "val_files", "test_files")
+
+
+def data_identity(data_cfg) -> dict:
+    """The identity of a `data` config's input, without reading it through the tokenizer: per file key, each
+    file's name, size and sha256 (its path is not part of it: a moved corpus is the same data); for a hub
+    dataset its path, config name and revision (null = the hub's newest, which is not pinned)."""
+    if data_cfg.get("hub_path") is not None:
+        return {key: data_cfg.get(key) for key in ("hub_path", "hub_name", "revision")}
+    identity = {}
+    for key in FILE_KEYS:
+        if key in data_cfg and OmegaConf.is_missing(data_cfg, key):
+            raise DataConfigError(f"data.{key} is not set; give a list of UTF-8 text files, e.g. data.{key}=[a.txt]")
+        if data_cfg.get(key) is not None:
+            files = {}
+            for path in check_files(data_cfg[key], key):
+                name = os.path.basename(path)
+                files[name if name not in files else f"{name}#{len(files)}"] = file_identity(path)
+            identity[key] = files
+    return identity
+
+
 def join_documents(rows: Sequence[str]) -> str:
     """Rows (whole files, or Hub lines/documents) in order, a newline between two only where one is missing."""
     parts, previous = [], None
@@ -100,12 +132,12 @@ def load_local_texts(files_by_split: dict[str, list[str]], hf_cache_dir: str) ->
     return {split: join_documents(loaded[split]["text"]) for split in files_by_split}
 
 
-def load_hub_texts(hub_path: str, hub_name: str | None) -> dict[str, str]:
+def load_hub_texts(hub_path: str, hub_name: str | None, revision: str | None = None) -> dict[str, str]:
     import datasets
 
     label = f"{hub_path}/{hub_name}" if hub_name else hub_path
     try:
-        loaded = datasets.load_dataset(hub_path, hub_name)
+        loaded = datasets.load_dataset(hub_path, hub_name, revision=revision)
     except ConnectionError as e:  # what datasets raises offline (HF_DATASETS_OFFLINE=1) or without network
         raise DataConfigError(
             f"Hub dataset {label} is not in the local Hugging Face cache and the Hub cannot be reached "
@@ -184,6 +216,7 @@ class TextDataModule(L.LightningDataModule):
         files: Sequence[str] | str | None = None, split_fractions: Sequence[float] | None = None,
         train_files: Sequence[str] | str | None = None, val_files: Sequence[str] | str | None = None,
         test_files: Sequence[str] | str | None = None, hub_path: str | None = None, hub_name: str | None = None,
+        revision: str | None = None,
     ):
         super().__init__()
         if tokenizer not in TOKENIZERS:
@@ -199,7 +232,7 @@ class TextDataModule(L.LightningDataModule):
         self.tokenizer_kind, self.requested_vocab_size = tokenizer, vocab_size
         self.seq_len, self.batch_size, self.eval_batch_size = seq_len, batch_size, eval_batch_size or batch_size
         self.seed, self.num_workers = seed, num_workers
-        self.hub_path, self.hub_name = hub_path, hub_name
+        self.hub_path, self.hub_name, self.revision = hub_path, hub_name, revision
         self.files_by_split, self.split_fractions = self._check_source(
             files, split_fractions, {"train": train_files, "val": val_files, "test": test_files}, hub_path
         )
@@ -246,7 +279,7 @@ class TextDataModule(L.LightningDataModule):
 
     def _load_texts(self) -> dict[str, str]:
         if self.hub_path is not None:
-            texts = load_hub_texts(self.hub_path, self.hub_name)
+            texts = load_hub_texts(self.hub_path, self.hub_name, self.revision)
         else:
             texts = load_local_texts(self.files_by_split, str(self.cache_dir / "hf_datasets"))
             if self.split_fractions is not None:

@@ -83,19 +83,27 @@ def _gelu(cfg: FFNConfig) -> nn.Module:
     )
 
 
-ACTIVATIONS: dict[str, Callable[[FFNConfig], nn.Module]] = {
-    "relu": lambda cfg: nn.ReLU(),
-    "gelu": _gelu,
-    "swish": lambda cfg: Swish(cfg.swish_beta, cfg.swish_beta_trainable),
-    "sigmoid": lambda cfg: nn.Sigmoid(),
-    "tanh": lambda cfg: nn.Tanh(),
-    "identity": lambda cfg: nn.Identity(),
-    "leaky_relu": lambda cfg: nn.LeakyReLU(cfg.leaky_relu_slope),
-    "prelu": lambda cfg: nn.PReLU(num_parameters=1, init=cfg.prelu_init),
-    "elu": lambda cfg: nn.ELU(cfg.elu_alpha),
-    "softplus": lambda cfg: nn.Softplus(),
-    "mish": lambda cfg: nn.Mish(),
-    "relu2": lambda cfg: SquaredReLU(),
+@dataclass(frozen=True)
+class Activation:
+    build: Callable[[FFNConfig], nn.Module]
+    options: tuple[str, ...] = ()  # the FFNConfig fields `build` reads: they change the function, so the label
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": Activation(lambda cfg: nn.ReLU()),
+    "gelu": Activation(_gelu, ("gelu_approximate",)),
+    "swish": Activation(
+        lambda cfg: Swish(cfg.swish_beta, cfg.swish_beta_trainable), ("swish_beta", "swish_beta_trainable")
+    ),
+    "sigmoid": Activation(lambda cfg: nn.Sigmoid()),
+    "tanh": Activation(lambda cfg: nn.Tanh()),
+    "identity": Activation(lambda cfg: nn.Identity()),
+    "leaky_relu": Activation(lambda cfg: nn.LeakyReLU(cfg.leaky_relu_slope), ("leaky_relu_slope",)),
+    "prelu": Activation(lambda cfg: nn.PReLU(num_parameters=1, init=cfg.prelu_init), ("prelu_init",)),
+    "elu": Activation(lambda cfg: nn.ELU(cfg.elu_alpha), ("elu_alpha",)),
+    "softplus": Activation(lambda cfg: nn.Softplus()),
+    "mish": Activation(lambda cfg: nn.Mish()),
+    "relu2": Activation(lambda cfg: SquaredReLU()),
 }
 
 
@@ -104,6 +112,14 @@ class Variant:
     activation: str  # a key of ACTIVATIONS
     kind: str  # "plain" | "gated" | "maxout"
     up_activation: str = "identity"  # gated only: applied to the up (value) projection
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The FFNConfig fields this variant reads, besides the width settings (match, budget_mult, multiple_of,
+        which belong to the comparison setting): its activations' options, and `pieces` for maxout."""
+        activations = (self.activation, self.up_activation) if self.kind == "gated" else (self.activation,)
+        declared = [o for a in activations if a in ACTIVATIONS for o in ACTIVATIONS[a].options]
+        return tuple(dict.fromkeys(declared + (["pieces"] if self.kind == "maxout" else [])))
 
 
 # The single place a variant is defined. The first eight are the paper's Table 1.
@@ -134,6 +150,23 @@ def get_variant(name: str) -> Variant:
     if name not in VARIANTS:
         raise ConfigError(f"unknown ffn {name!r}; valid variants: {', '.join(sorted(VARIANTS))}")
     return VARIANTS[name]
+
+
+def _option_text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def variant_label(cfg: FFNConfig) -> str:
+    """The variant as the report names it: its name, plus every option it reads that is not at its default,
+    e.g. `gelu[gelu_approximate=tanh]` or `maxout[pieces=4]`. Options a variant does not read leave it alone
+    (`ffn=relu ffn.pieces=4` is `relu`), so runs of one function are pooled and runs of two are not."""
+    defaults = FFNConfig(name=cfg.name)
+    changed = [
+        f"{option}={_option_text(getattr(cfg, option))}"
+        for option in get_variant(cfg.name).options
+        if getattr(cfg, option) != getattr(defaults, option)
+    ]
+    return f"{cfg.name}[{','.join(changed)}]" if changed else cfg.name
 
 
 # --------------------------------------------------------------------------- hidden-size solver
@@ -180,8 +213,8 @@ class FeedForward(nn.Module):
         self.hidden = hidden
         self.n_in = n_input_matrices(cfg)
         self.w_in = nn.Linear(d_model, self.n_in * hidden, bias=False)
-        self.act = ACTIVATIONS[variant.activation](cfg)
-        self.up_act = ACTIVATIONS[variant.up_activation](cfg) if self.kind == "gated" else None
+        self.act = ACTIVATIONS[variant.activation].build(cfg)
+        self.up_act = ACTIVATIONS[variant.up_activation].build(cfg) if self.kind == "gated" else None
         self.w_out = nn.Linear(hidden, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

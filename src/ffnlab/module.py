@@ -44,6 +44,8 @@ class LanguageModel(L.LightningModule):
         loss_sum, n_tokens = self._loss_sum(batch)
         loss = loss_sum / n_tokens
         self.log("train/loss", loss, prog_bar=True)
+        # Read before optimizer.step(): the LR this step applies (the scheduler steps right after it).
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
@@ -53,7 +55,6 @@ class LanguageModel(L.LightningModule):
         self.train_time_s += step_s
         self.log("tokens_per_s", step_tokens / step_s, on_step=True, on_epoch=False)
         self.log("tokens_seen", float(self.tokens_seen), on_step=True, on_epoch=False)
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
 
     # ------------------------------------------------------------------ evaluation (token-weighted)
     def _eval_step(self, batch):
@@ -85,7 +86,7 @@ class LanguageModel(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.optim_cfg
         optimizer = torch.optim.AdamW(
-            decay_groups(self.model, cfg.weight_decay),
+            decay_groups(self.trainer.model, cfg.weight_decay),  # what the strategy wrapped, as it will step it
             lr=cfg.lr,
             betas=tuple(cfg.betas),
             eps=cfg.eps,

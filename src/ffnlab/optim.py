@@ -43,11 +43,18 @@ def lr_multiplier(step: int, cfg: OptimConfig, max_steps: int) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+# Modules whose weights never decay, however they are named or wrapped (torch.compile's `_orig_mod.`, DDP's
+# `module.`): decaying embeddings and norm gains pulls them toward 0, which nothing in their role asks for.
+NO_DECAY_MODULES = (torch.nn.Embedding, torch.nn.RMSNorm, torch.nn.LayerNorm)
+
+
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on 2-D matmul weights only: never on norms, embeddings or activation parameters."""
+    """Weight decay on 2-D matmul weights only: never on norms, embeddings (nor a head tied to the embedding)
+    or activation parameters. Chosen by module type and parameter identity, not by name, so the same tensors
+    decay in an eager, compiled or wrapped model."""
+    exempt = {id(p) for m in model.modules() if isinstance(m, NO_DECAY_MODULES) for p in m.parameters(recurse=False)}
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.ndim >= 2 and not name.startswith("embed.") else no_decay).append(p)
+    for p in model.parameters():  # each tensor once: a tied head is the embedding
+        if p.requires_grad:
+            (decay if p.ndim >= 2 and id(p) not in exempt else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

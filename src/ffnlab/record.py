@@ -1,33 +1,199 @@
-"""The run record: `config.yaml` written when a run starts, `metrics.json` when it ends.
+"""The run record and the run's identity: the contract between training, re-runs of a sweep and the report.
 
-A directory with `config.yaml` and no finished `metrics.json` is an unfinished run. Both files are
+A run dir holds `config.yaml` (the resolved config, written when a run starts) and `metrics.json` (written when
+it ends). A directory with `config.yaml` and no finished `metrics.json` is an unfinished run. Both files are
 written to a temporary name and renamed, so a reader (the report, a re-run of the sweep) never sees a
 half-written file, and a crash never damages a finished run's results.
+
+A run is identified by three things, all in `metrics.json`:
+  - `config_hash`: the resolved config minus `BOOKKEEPING_KEYS` (what a run computes, not where it writes);
+  - `data_identity`: sizes and content hashes of local data files, or name, config and revision of hub data;
+  - `results_format`: `RESULTS_FORMAT`, bumped by any commit that changes what a run computes.
+A finished run is reused only when all three match; otherwise the point refuses to run over it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from ffnlab.atomic import write_atomic
+from ffnlab.errors import ConfigError
 
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
+
+# Bump in any commit that changes what a run computes (numerics, data order, what is logged as a result), so
+# records written before it are never reused as if they were today's.
+#   1: records without `results_format` (before run identity)
+#   2: weight decay chosen by parameter identity; `lr` logged at the step it is applied
+RESULTS_FORMAT = 2
+
+# Config keys that say where and how a run reports, not what it computes: left out of `config_hash`.
+# A key drops its whole subtree. Data file *paths* are here because their content is in `data_identity`:
+# moving a corpus (or the repo) does not make a new run, editing it does.
+BOOKKEEPING_KEYS = (
+    "experiment_name",
+    "force",
+    "logger",
+    "paths",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.val_check_interval",  # cadence of validation and checkpoints, not numerics
+    "trainer.log_every_n_steps",
+    "data.num_workers",
+    "data.cache_dir",
+    "data.files",
+    "data.train_files",
+    "data.val_files",
+    "data.test_files",
+)
+
+FORCE_HINT = "pass force=true to re-run it from scratch, or set a new experiment_name to keep both"
+
+
+class RunIdentityError(ConfigError):
+    """A finished run in this run dir is not the run asked for: refuse rather than return or overwrite it."""
+
+
+# ------------------------------------------------------------------------------------------ identity
+
+
+def _drop(tree: dict, dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        tree = tree.get(key)
+        if not isinstance(tree, dict):
+            return
+    tree.pop(last, None)
+
+
+def identity_config(cfg: DictConfig | dict) -> dict:
+    """The resolved config minus BOOKKEEPING_KEYS: what `config_hash` hashes."""
+    tree = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else json.loads(json.dumps(cfg))
+    tree.pop("hydra", None)
+    for key in BOOKKEEPING_KEYS:
+        _drop(tree, key)
+    return tree
+
+
+def _digest(tree) -> str:
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_hash(cfg: DictConfig | dict) -> str:
+    return _digest(identity_config(cfg))
+
+
+def run_identity(cfg: DictConfig, data_identity: dict) -> dict:
+    return {"results_format": RESULTS_FORMAT, "config_hash": config_hash(cfg), "data_identity": data_identity}
+
+
+def _flatten(tree, prefix: str = "") -> dict:
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    flat = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}{key}."))
+    return flat
+
+
+def identity_differences(record: dict, identity: dict, recorded_config: dict | None, config: DictConfig) -> list[str]:
+    """What differs between a finished record (and its config.yaml) and the run asked for (its identity and
+    config), as short phrases; [] when it is the same run."""
+    found = []
+    if record.get("results_format", 1) != identity["results_format"]:
+        found.append(f"results format {record.get('results_format', 1)} (this code writes {RESULTS_FORMAT})")
+    if record.get("config_hash") != identity["config_hash"]:
+        if recorded_config is None:
+            found.append("config (no readable config.yaml to name the keys)")
+        else:
+            old, new = _flatten(identity_config(recorded_config)), _flatten(identity_config(config))
+            keys = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
+            shown = ", ".join(f"{k}: {old.get(k, '<absent>')} -> {new.get(k, '<absent>')}" for k in keys[:6])
+            found.append(f"config keys {shown}{' ...' if len(keys) > 6 else ''}" if keys else "config hash")
+    old_data, new_data = record.get("data_identity"), identity["data_identity"]
+    if old_data != new_data:
+        found.append("data " + _data_difference(old_data, new_data))
+    return found
+
+
+def _data_difference(old, new) -> str:
+    if not isinstance(old, dict):
+        return "identity (the record has none)"
+    old_files, new_files = _flatten(old), _flatten(new)
+    changed = sorted(k for k in old_files.keys() | new_files.keys() if old_files.get(k) != new_files.get(k))
+    return ", ".join(changed[:6]) + (" ..." if len(changed) > 6 else "")
+
+
+def check_same_run(run_dir: Path, record: dict, identity: dict, config: DictConfig) -> None:
+    """Raise RunIdentityError, in one line, when the finished `record` in run_dir is not the run asked for."""
+    recorded_config = _read_yaml(Path(run_dir) / CONFIG_FILE)
+    differences = identity_differences(record, identity, recorded_config, config)
+    if differences:
+        raise RunIdentityError(
+            f"{run_dir} holds a finished run that differs from this one in {'; '.join(differences)}: "
+            f"refusing to reuse or overwrite it; {FORCE_HINT}"
+        )
+
+
+def _read_yaml(path: Path) -> dict | None:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+# ------------------------------------------------------------------------------------ the comparison setting
+
+
+def comparison_setting(cfg: DictConfig, model: dict, data_hash: str, launch: dict) -> dict:
+    """Everything that defines a comparison other than the variant, seed and LR: the report never pools runs
+    whose settings differ (corpus, tokenizer, size, budget, global batch, schedule, precision, threads ...).
+
+    `model` is the built ModelConfig as a dict; `launch` holds what the Trainer resolved: devices, num_nodes,
+    accumulate_grad_batches, and cpu_threads (CPU float results depend on the thread count).
+    """
+    optim = OmegaConf.to_container(cfg.optim, resolve=True)
+    optim.pop("lr")
+    world = launch["devices"] * launch["num_nodes"]
+    return {
+        "data": cfg.data.name,
+        "data_hash": data_hash,  # text + tokenizer identity
+        "tokenizer": cfg.data.tokenizer,
+        **model,
+        "max_steps": cfg.trainer.max_steps,
+        "batch_size": cfg.data.batch_size,
+        **launch,
+        "global_tokens_per_step": cfg.data.batch_size * world * launch["accumulate_grad_batches"] * model["seq_len"],
+        "precision": str(cfg.trainer.precision),
+        "gradient_clip_val": cfg.trainer.gradient_clip_val,
+        "torch_compile": bool(cfg.torch_compile),
+        "ffn_match": cfg.ffn.match,
+        "ffn_budget_mult": cfg.ffn.budget_mult,
+        "ffn_multiple_of": cfg.ffn.multiple_of,
+        **{f"optim_{key}": value for key, value in optim.items()},
+    }
+
+
+# ---------------------------------------------------------------------------------------------- files
 
 
 def read_metrics(run_dir: Path) -> dict | None:
     """The run's metrics.json, or None when absent or unreadable (an unreadable one is not 'finished')."""
     try:
-        return json.loads((Path(run_dir) / METRICS_FILE).read_text())
+        record = json.loads((Path(run_dir) / METRICS_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return record if isinstance(record, dict) else None
 
 
-def is_finished(run_dir: Path) -> bool:
-    record = read_metrics(run_dir)
+def is_finished(record: dict | None) -> bool:
     return isinstance(record, dict) and record.get("status") == "finished"
 
 

@@ -1,32 +1,48 @@
-"""run(cfg): seed -> data -> model -> loggers -> trainer -> fit -> final val/test -> run record."""
+"""run(cfg): reuse a finished identical run, or build -> fit -> record. Every run leaves a record in its run dir."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from ffnlab.checkpoint import LastCheckpoint
 from ffnlab.config import to_dataclass
+from ffnlab.data import data_identity
 from ffnlab.errors import ConfigError
-from ffnlab.ffn import FFNConfig
+from ffnlab.ffn import FFNConfig, variant_label
 from ffnlab.model import ModelConfig
 from ffnlab.module import LanguageModel
 from ffnlab.optim import OptimConfig
-from ffnlab.record import clear_metrics, is_finished, read_metrics, write_config, write_metrics
+from ffnlab.record import (
+    check_same_run,
+    clear_metrics,
+    comparison_setting,
+    is_finished,
+    read_metrics,
+    run_identity,
+    write_config,
+    write_metrics,
+)
 from ffnlab.sizes import model_stats
+from ffnlab.stack import software_stack
 
 log = logging.getLogger("ffnlab")
+
+CHECKPOINT_DIR = "checkpoints"
+HISTORY_DIR = "csv"
 
 
 def build_model_config(cfg: DictConfig, vocab_size: int) -> ModelConfig:
@@ -41,36 +57,6 @@ def build_model_config(cfg: DictConfig, vocab_size: int) -> ModelConfig:
     return ModelConfig(**fields)
 
 
-def final_val_loss(trainer: L.Trainer, module: LanguageModel, datamodule) -> float:
-    """The validation loss of the final weights; reuses fit's last validation when it ran at the last step
-    (a full pass over the split costs seconds on a CPU)."""
-    if trainer.global_step % trainer.val_check_interval == 0 and "val/loss" in trainer.callback_metrics:
-        return trainer.callback_metrics["val/loss"].item()
-    return trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
-
-
-def comparison_setting(cfg: DictConfig, model_cfg: ModelConfig, data_hash: str) -> dict:
-    """Everything that defines a comparison other than variant, seed and LR: the report never pools
-    runs whose settings differ (a different corpus, tokenizer, size, budget, schedule or precision)."""
-    optim = OmegaConf.to_container(cfg.optim, resolve=True)
-    optim.pop("lr")
-    return {
-        "data": cfg.data.name,
-        "data_hash": data_hash,  # text + tokenizer identity
-        "tokenizer": cfg.data.tokenizer,
-        **dataclasses.asdict(model_cfg),
-        "max_steps": cfg.trainer.max_steps,
-        "batch_size": cfg.data.batch_size,
-        "devices": str(cfg.trainer.devices),  # the global batch is devices x batch_size
-        "precision": str(cfg.trainer.precision),
-        "gradient_clip_val": cfg.trainer.gradient_clip_val,
-        "ffn_match": cfg.ffn.match,
-        "ffn_budget_mult": cfg.ffn.budget_mult,
-        "ffn_multiple_of": cfg.ffn.multiple_of,
-        **{f"optim_{key}": value for key, value in optim.items()},
-    }
-
-
 def instantiate_data(data_cfg: DictConfig):
     """The data module; its own ConfigError (a missing or empty file...) is raised as itself, not inside
     Hydra's InstantiationException, so train.py can report it in one line."""
@@ -82,81 +68,148 @@ def instantiate_data(data_cfg: DictConfig):
         raise
 
 
+@dataclass
+class Built:
+    """Everything one run trains and records, built from its config."""
+
+    datamodule: object
+    model_cfg: ModelConfig
+    ffn_cfg: FFNConfig
+    optim_cfg: OptimConfig
+    stats: dict
+    module: LanguageModel
+    trainer: L.Trainer
+    loggers: list
+
+
+def reuse_finished(cfg: DictConfig, out_dir: Path, record: dict) -> float:
+    """A finished run is returned only when it is this run (config hash, data identity, results format);
+    otherwise the point refuses in one line and leaves the record as it is."""
+    check_same_run(out_dir, record, run_identity(cfg, data_identity(cfg.data)), cfg)
+    log.info("%s already finished (val_loss %.4f): skipping; force=true re-runs it", out_dir, record["val_loss"])
+    return record["val_loss"]
+
+
+def start_fresh(cfg: DictConfig, out_dir: Path) -> None:
+    """A run that starts from step 0 removes what an earlier attempt left (its record, checkpoints and history),
+    so `last.ckpt` is always this run's newest and the history is this run's alone."""
+    clear_metrics(out_dir)
+    for name in (CHECKPOINT_DIR, HISTORY_DIR):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+    write_config(out_dir, cfg)
+
+
+def build(cfg: DictConfig, out_dir: Path) -> Built:
+    L.seed_everything(cfg.seed, workers=True)
+    ffn_cfg = to_dataclass(FFNConfig, cfg.ffn)
+    optim_cfg = to_dataclass(OptimConfig, cfg.optim)
+    datamodule = instantiate_data(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model_cfg = build_model_config(cfg, datamodule.vocab_size)
+    stats = model_stats(model_cfg, ffn_cfg)
+    log.info("ffn=%s seed=%s %s", variant_label(ffn_cfg), cfg.seed, " ".join(f"{k}={v:,}" for k, v in stats.items()))
+
+    module = LanguageModel(model_cfg, ffn_cfg, optim_cfg, seed=cfg.seed, max_steps=cfg.trainer.max_steps)
+    module.extra_checkpoint_state = {  # a checkpoint is self-contained: scripts/sample.py needs nothing else
+        "ffnlab_config": OmegaConf.to_container(cfg, resolve=True),
+        "ffnlab_model_config": dataclasses.asdict(model_cfg),
+        "ffnlab_ffn_config": dataclasses.asdict(ffn_cfg),
+        "ffnlab_tokenizer": datamodule.tokenizer_json(),
+    }
+    if cfg.torch_compile:
+        module.model = torch.compile(module.model)
+
+    loggers = [CSVLogger(out_dir, name="", version=HISTORY_DIR)]
+    loggers += [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    checkpoint = LastCheckpoint(out_dir / CHECKPOINT_DIR, every_n_steps=cfg.trainer.val_check_interval)
+    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=[checkpoint], default_root_dir=out_dir)
+    return Built(datamodule, model_cfg, ffn_cfg, optim_cfg, stats, module, trainer, loggers)
+
+
+def fit(cfg: DictConfig, built: Built) -> tuple[float, float]:
+    """Train to max_steps; returns the final (validation, test) loss."""
+    trainer, module, datamodule = built.trainer, built.module, built.datamodule
+    # After the Trainer exists: it sets the global rank that keeps non-zero ranks from logging.
+    for logger in built.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"stats": built.stats})
+    trainer.fit(module, datamodule=datamodule)
+    if trainer.interrupted or trainer.global_step < cfg.trainer.max_steps:
+        raise RuntimeError(f"training stopped at step {trainer.global_step} of {cfg.trainer.max_steps}")
+    # Fit's last validation is of the final weights when it ran at the last step (a pass costs seconds on a CPU).
+    if trainer.global_step % trainer.val_check_interval == 0 and "val/loss" in trainer.callback_metrics:
+        val_loss = trainer.callback_metrics["val/loss"].item()
+    else:
+        val_loss = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
+    test_loss = trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/loss"]
+    return val_loss, test_loss
+
+
+def launch_settings(trainer: L.Trainer) -> dict:
+    """What the Trainer resolved (`devices: auto` becomes a number): the global batch and float results depend
+    on it."""
+    return {
+        "devices": trainer.num_devices,
+        "num_nodes": trainer.num_nodes,
+        "accumulate_grad_batches": trainer.accumulate_grad_batches,
+        "cpu_threads": torch.get_num_threads(),
+    }
+
+
+def final_record(cfg: DictConfig, built: Built, identity: dict, losses: tuple[float, float], wall_s: float) -> dict:
+    val_loss, test_loss = losses
+    module, trainer, datamodule = built.module, built.trainer, built.datamodule
+    return {
+        "status": "finished",
+        **identity,
+        "experiment": cfg.experiment_name,
+        "run_name": Path(cfg.paths.output_dir).name,
+        "ffn": built.ffn_cfg.name,
+        "variant": variant_label(built.ffn_cfg),
+        "ffn_config": dataclasses.asdict(built.ffn_cfg),
+        "seed": cfg.seed,
+        "lr": built.optim_cfg.lr,
+        "val_loss": val_loss,
+        "val_ppl": math.exp(val_loss),
+        "test_loss": test_loss,
+        "test_ppl": math.exp(test_loss),
+        "unigram_entropy": datamodule.unigram_entropy,
+        "steps": trainer.global_step,
+        "tokens_seen": module.tokens_seen,
+        "tokens_per_s": module.tokens_seen / max(module.train_time_s, 1e-9),
+        "wall_s": wall_s,
+        **built.stats,
+        "data_hash": datamodule.data_hash,
+        "stack": software_stack(module.device),
+        "setting": comparison_setting(
+            cfg, dataclasses.asdict(built.model_cfg), datamodule.data_hash, launch_settings(trainer)
+        ),
+    }
+
+
 def run(cfg: DictConfig) -> float:
     """Train one run and write its record; returns the final validation loss (what sweepers minimise)."""
     out_dir = Path(cfg.paths.output_dir)
-    if is_finished(out_dir) and not cfg.force:
-        record = read_metrics(out_dir)
-        log.info("%s already finished (val_loss %.4f): skipping; force=true re-runs it", out_dir, record["val_loss"])
-        return record["val_loss"]
+    previous = read_metrics(out_dir)
+    if is_finished(previous) and not cfg.force:
+        return reuse_finished(cfg, out_dir, previous)
 
     started = time.perf_counter()
     finished = False
     try:  # whatever fails from here on, a bad setting included, leaves a failed record the report lists
-        L.seed_everything(cfg.seed, workers=True)
-        ffn_cfg = to_dataclass(FFNConfig, cfg.ffn)
-        optim_cfg = to_dataclass(OptimConfig, cfg.optim)
-        datamodule = instantiate_data(cfg.data)
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        model_cfg = build_model_config(cfg, datamodule.vocab_size)
-        stats = model_stats(model_cfg, ffn_cfg)
-        log.info("ffn=%s seed=%s %s", ffn_cfg.name, cfg.seed, " ".join(f"{k}={v:,}" for k, v in stats.items()))
-
-        clear_metrics(out_dir)
-        write_config(out_dir, cfg)
-        resolved_cfg = OmegaConf.to_container(cfg, resolve=True)
-        module = LanguageModel(model_cfg, ffn_cfg, optim_cfg, seed=cfg.seed, max_steps=cfg.trainer.max_steps)
-        module.extra_checkpoint_state = {  # a checkpoint is self-contained: scripts/sample.py needs nothing else
-            "ffnlab_config": resolved_cfg,
-            "ffnlab_model_config": dataclasses.asdict(model_cfg),
-            "ffnlab_ffn_config": dataclasses.asdict(ffn_cfg),
-            "ffnlab_tokenizer": datamodule.tokenizer_json(),
-        }
-        if cfg.torch_compile:
-            module.model = torch.compile(module.model)
-
-        loggers = [CSVLogger(out_dir, name="", version="csv")]
-        loggers += [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-        checkpoint = ModelCheckpoint(
-            dirpath=out_dir / "checkpoints", save_last=True, save_top_k=0,
-            every_n_train_steps=cfg.trainer.val_check_interval,
-        )
-        trainer = instantiate(cfg.trainer, logger=loggers, callbacks=[checkpoint], default_root_dir=out_dir)
-        # After the Trainer exists: it sets the global rank that keeps non-zero ranks from logging.
-        for logger in loggers:
-            logger.log_hyperparams(resolved_cfg | {"stats": stats})
-        trainer.fit(module, datamodule=datamodule)
-        if trainer.interrupted or trainer.global_step < cfg.trainer.max_steps:
-            raise RuntimeError(f"training stopped at step {trainer.global_step} of {cfg.trainer.max_steps}")
-        val_loss = final_val_loss(trainer, module, datamodule)
-        test_loss = trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/loss"]
-        metrics = {
-            "status": "finished",
-            "experiment": cfg.experiment_name,
-            "run_name": out_dir.name,
-            "ffn": ffn_cfg.name,
-            "seed": cfg.seed,
-            "lr": optim_cfg.lr,
-            "val_loss": val_loss,
-            "val_ppl": math.exp(val_loss),
-            "test_loss": test_loss,
-            "test_ppl": math.exp(test_loss),
-            "unigram_entropy": datamodule.unigram_entropy,
-            "steps": trainer.global_step,
-            "tokens_seen": module.tokens_seen,
-            "tokens_per_s": module.tokens_seen / max(module.train_time_s, 1e-9),
-            "wall_s": time.perf_counter() - started,
-            **stats,
-            "data_hash": datamodule.data_hash,
-            "setting": comparison_setting(cfg, model_cfg, datamodule.data_hash),
-        }
-        if trainer.is_global_zero:
+        identity = run_identity(cfg, data_identity(cfg.data))
+        if rank_zero_only.rank == 0:
+            start_fresh(cfg, out_dir)
+        built = build(cfg, out_dir)
+        losses = fit(cfg, built)
+        metrics = final_record(cfg, built, identity, losses, time.perf_counter() - started)
+        if built.trainer.is_global_zero:
             write_metrics(out_dir, metrics)
-            for logger in loggers[1:]:
+            for logger in built.loggers[1:]:
                 if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
                     logger.experiment.summary.update({k: v for k, v in metrics.items() if k != "setting"})
-        log.info("val_loss %.4f  val_ppl %.2f  test_loss %.4f  (%s)", val_loss, metrics["val_ppl"], test_loss, out_dir)
+        val_loss, test_loss = losses
+        log.info("val_loss %.4f  val_ppl %.2f  test_loss %.4f  (%s)", val_loss, math.exp(val_loss), test_loss, out_dir)
         finished = True
         return val_loss
     except Exception as error:

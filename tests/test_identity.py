@@ -1,0 +1,208 @@
+"""A run's identity: a finished run is reused only when it is the same run (config hash, data identity, results
+format), a variant is its name plus its options, the setting holds the global batch, run dirs are bounded and
+rooted, the logged LR is the applied one, weight decay follows parameter identity, and `last.ckpt` is the newest.
+
+In-process runs of the real conf/train.yaml with the tiny settings (conftest.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from ffnlab import record
+from ffnlab.config import MAX_NAME_BYTES, run_dir_name
+from ffnlab.ffn import FFNConfig, variant_label
+from ffnlab.optim import OptimConfig, decay_groups, lr_multiplier
+from ffnlab.record import RESULTS_FORMAT, RunIdentityError, config_hash
+from ffnlab.train import run
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, compose_tiny) -> Path:
+    """A finished relu run the tests copy before touching."""
+    run_dir = tmp_path_factory.mktemp("identity") / "run"
+    run(compose_tiny(run_dir, "ffn=relu"))
+    return run_dir
+
+
+@pytest.fixture
+def copy(finished, tmp_path) -> Path:
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    return run_dir
+
+
+# ------------------------------------------------------------------------------- 1: identity recorded, checked
+
+
+def test_record_holds_the_three_parts_of_the_identity(finished, compose_tiny, tiny_corpus):
+    metrics = read_metrics(finished)
+    assert metrics["results_format"] == RESULTS_FORMAT
+    assert metrics["config_hash"] == config_hash(compose_tiny(finished, "ffn=relu"))
+    train = metrics["data_identity"]["train_files"]["train.txt"]
+    assert train["bytes"] == tiny_corpus["train"].stat().st_size and len(train["sha256"]) == 64
+
+
+def test_a_changed_config_is_refused_naming_the_key_and_the_record_stays(copy, compose_tiny):
+    before = (copy / "metrics.json").read_bytes()
+    with pytest.raises(RunIdentityError) as error:
+        run(compose_tiny(copy, "ffn=relu", "optim.lr=1e-2"))
+    message = str(error.value)
+    assert "optim.lr" in message and "force=true" in message and "experiment_name" in message
+    assert "\n" not in message
+    assert (copy / "metrics.json").read_bytes() == before
+
+
+def test_a_changed_data_file_is_refused_naming_it(finished, compose_tiny, tiny_corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    edited = tmp_path / "train.txt"
+    text = tiny_corpus["train"].read_text()
+    edited.write_text(text[:-1] + ("x" if text[-1] != "x" else "y"))  # same size, other content
+    before = (run_dir / "metrics.json").read_bytes()
+    with pytest.raises(RunIdentityError, match="train_files.train.txt"):
+        run(compose_tiny(run_dir, "ffn=relu", f"data.train_files=[{edited}]"))
+    assert (run_dir / "metrics.json").read_bytes() == before
+
+
+def test_a_moved_data_file_with_the_same_content_is_the_same_run(copy, compose_tiny, tiny_corpus, tmp_path):
+    moved = tmp_path / "elsewhere" / "train.txt"
+    moved.parent.mkdir()
+    shutil.copy(tiny_corpus["train"], moved)
+    assert run(compose_tiny(copy, "ffn=relu", f"data.train_files=[{moved}]")) == read_metrics(copy)["val_loss"]
+
+
+def test_an_older_results_format_is_refused(copy, compose_tiny):
+    metrics = read_metrics(copy)
+    metrics.pop("results_format")  # as written before run identity existed
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(RunIdentityError, match=f"results format 1 \\(this code writes {RESULTS_FORMAT}\\)"):
+        run(compose_tiny(copy, "ffn=relu"))
+
+
+@pytest.mark.parametrize(
+    "bookkeeping",
+    ["experiment_name=other", "force=true", "logger=wandb", "trainer.enable_progress_bar=true",
+     "data.num_workers=2", "trainer.val_check_interval=2", "paths.cache_dir=/elsewhere"],
+)
+def test_bookkeeping_keys_leave_the_hash_alone(bookkeeping, compose_tiny, tmp_path):
+    assert config_hash(compose_tiny(tmp_path, bookkeeping)) == config_hash(compose_tiny(tmp_path))
+
+
+@pytest.mark.parametrize("numerics", ["torch_compile=true", "optim.lr=1e-2", "seed=1", "ffn.gelu_approximate=tanh"])
+def test_what_a_run_computes_changes_the_hash(numerics, compose_tiny, tmp_path):
+    assert config_hash(compose_tiny(tmp_path, numerics)) != config_hash(compose_tiny(tmp_path))
+
+
+def test_bookkeeping_is_one_list():
+    assert len(set(record.BOOKKEEPING_KEYS)) == len(record.BOOKKEEPING_KEYS)
+    assert "torch_compile" not in record.BOOKKEEPING_KEYS
+
+
+# ------------------------------------------------------------------------------ 2: weight decay by identity
+
+
+def test_the_same_tensors_decay_eager_and_compiled(compose_tiny, tmp_path):
+    from ffnlab.model import ModelConfig
+    from ffnlab.module import LanguageModel
+
+    model_cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=32, vocab_size=66, tie_embeddings=True)
+    module = LanguageModel(model_cfg, FFNConfig(name="swiglu"), OptimConfig(), seed=0, max_steps=6)
+    eager = [{id(p) for p in g["params"]} for g in decay_groups(module, 0.1)]
+    module.model = torch.compile(module.model)  # renames parameters to `model._orig_mod.*`
+    compiled = [{id(p) for p in g["params"]} for g in decay_groups(module, 0.1)]
+    assert compiled == eager
+    assert id(module.model.embed.weight) in eager[1]  # the tied embedding/head never decays
+
+
+# ---------------------------------------------------------------------------------- 3: labels
+
+
+@pytest.mark.parametrize(
+    "options, label",
+    [
+        ({"name": "gelu"}, "gelu"),
+        ({"name": "gelu", "gelu_approximate": "tanh"}, "gelu[gelu_approximate=tanh]"),
+        ({"name": "geglu", "gelu_approximate": "sigmoid"}, "geglu[gelu_approximate=sigmoid]"),
+        ({"name": "maxout", "pieces": 4}, "maxout[pieces=4]"),
+        ({"name": "relu", "pieces": 4, "gelu_approximate": "tanh"}, "relu"),  # options relu does not read
+        ({"name": "swish", "swish_beta_trainable": True}, "swish[swish_beta_trainable=true]"),
+        ({"name": "swiglu", "swish_beta": 1.5}, "swiglu[swish_beta=1.5]"),
+        ({"name": "leaky_relu", "leaky_relu_slope": 0.2}, "leaky_relu[leaky_relu_slope=0.2]"),
+        ({"name": "elu", "elu_alpha": 0.5}, "elu[elu_alpha=0.5]"),
+        ({"name": "prelu", "prelu_init": 0.1}, "prelu[prelu_init=0.1]"),
+        ({"name": "relu", "match": "none", "budget_mult": 8.0}, "relu"),  # width settings: the setting's
+    ],
+)
+def test_a_label_is_the_name_plus_the_options_the_variant_reads(options, label):
+    assert variant_label(FFNConfig(**options)) == label
+
+
+def test_the_record_carries_the_label_and_the_ffn_config(finished):
+    metrics = read_metrics(finished)
+    assert metrics["variant"] == "relu" and metrics["ffn_config"]["name"] == "relu"
+    assert metrics["ffn_config"]["gelu_approximate"] == "none"
+
+
+# ---------------------------------------------------------------------------- 4: the setting's global batch
+
+
+def test_the_setting_holds_the_resolved_global_batch(finished):
+    setting = read_metrics(finished)["setting"]
+    assert setting["devices"] == 1 and isinstance(setting["devices"], int)
+    assert (setting["num_nodes"], setting["accumulate_grad_batches"]) == (1, 1)
+    assert setting["cpu_threads"] == torch.get_num_threads()
+    assert setting["global_tokens_per_step"] == 4 * 32  # batch 4 x seq_len 32 x 1 device
+    assert read_metrics(finished)["stack"]["cpu_threads"] == torch.get_num_threads()
+
+
+def test_accumulation_changes_the_setting(compose_tiny, tmp_path):
+    run(compose_tiny(tmp_path / "acc", "ffn=relu", "+trainer.accumulate_grad_batches=2", "trainer.max_steps=2"))
+    setting = read_metrics(tmp_path / "acc")["setting"]
+    assert setting["accumulate_grad_batches"] == 2 and setting["global_tokens_per_step"] == 2 * 4 * 32
+
+
+# ------------------------------------------------------------------------------------ 5: run dir names
+
+
+def test_long_overrides_give_a_bounded_distinct_name():
+    paths = [f"/very/long/absolute/path/number/{i}/to/the/corpus/split.txt" for i in range(3)]
+    overrides = ",".join(f"data.{s}_files=[{p}]" for s, p in zip(("train", "val", "test"), paths))
+    name = run_dir_name(overrides + ",model.d_model=64,optim.lr=0.01")
+    other = run_dir_name(overrides.replace("number/2", "number/3") + ",model.d_model=64,optim.lr=0.01")
+    assert len(name.encode()) <= MAX_NAME_BYTES and name != other
+    assert name.startswith("data.train_files=") and "split.txt" in name
+    assert run_dir_name("ffn=relu,seed=0") == "ffn=relu,seed=0"  # short names stay as they were
+
+
+# ------------------------------------------------------------------------------------ 6: the logged LR
+
+
+def test_the_logged_lr_is_the_one_applied_at_that_step(finished):
+    with open(finished / "csv" / "metrics.csv") as f:
+        logged = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(f) if r.get("lr")}
+    cfg = OptimConfig(lr=3e-3, warmup_steps=2)  # conftest.TINY_SETTINGS
+    assert sorted(logged) == list(range(6))
+    assert logged == pytest.approx({s: 3e-3 * lr_multiplier(s, cfg, 6) for s in range(6)}, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------ 7: one last.ckpt
+
+
+@pytest.mark.parametrize("how", ["force", "killed"])
+def test_a_rerun_leaves_exactly_one_newest_last_ckpt(how, copy, compose_tiny):
+    if how == "killed":
+        (copy / "metrics.json").unlink()  # what a killed run leaves: config.yaml and checkpoints, no record
+    run(compose_tiny(copy, "ffn=relu", "trainer.max_steps=4", *(["force=true"] if how == "force" else [])))
+    assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == ["last.ckpt"]
+    checkpoint = torch.load(copy / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 4  # this run's, not the 6-step one before it
