@@ -206,3 +206,29 @@ def test_a_rerun_leaves_exactly_one_newest_last_ckpt(how, copy, compose_tiny):
     assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == ["last.ckpt"]
     checkpoint = torch.load(copy / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["global_step"] == 4  # this run's, not the 6-step one before it
+
+
+# ------------------------------------------------------------------ keys added to ffnlab after a run finished
+
+
+def as_if_recorded_before_model_init(run_dir: Path) -> None:
+    """Rewrite a record as a run from before `model.init` existed would have left it."""
+    import yaml
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del config["model"]["init"]
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    metrics = read_metrics(run_dir)
+    metrics["config_hash"] = config_hash(config)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_a_key_added_later_at_its_default_keeps_the_run(copy, compose_tiny):
+    as_if_recorded_before_model_init(copy)
+    assert run(compose_tiny(copy, "ffn=relu")) == read_metrics(copy)["val_loss"]
+
+
+def test_a_key_added_later_set_otherwise_is_refused(copy, compose_tiny):
+    as_if_recorded_before_model_init(copy)
+    with pytest.raises(RunIdentityError, match="model.init: <absent> -> t5"):
+        run(compose_tiny(copy, "ffn=relu", "model.init=t5"))

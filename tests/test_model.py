@@ -272,3 +272,45 @@ def test_lr_schedules():
         assert lr_multiplier(step, inv, max_steps) == pytest.approx(math.sqrt(warmup / step))
     constant = OptimConfig(warmup_steps=warmup, schedule="constant")
     assert [lr_multiplier(s, constant, max_steps) for s in (warmup, 500)] == [1.0, 1.0]
+
+
+# --------------------------------------------------------------------------- T5 initialisation
+TRUNCATED_STD = 0.8796  # std of a unit normal truncated at ±2: tf.truncated_normal_initializer keeps it
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_t5_init_stds(tied):
+    """Mesh-TF T5: embedding std 1; attention fan-in (q adapted to SDPA's own 1/sqrt(head_dim)); FFN and an untied
+    head fan-in truncated normals; a tied head's input scaled by d_model^-0.5 so the first logits are O(1)."""
+    d, vocab = 256, 2048
+    model = Transformer(
+        ModelConfig(d_model=d, n_layers=2, n_heads=4, seq_len=16, vocab_size=vocab, tie_embeddings=tied, init="t5"),
+        FFNConfig(name="relu"),
+    )
+    hidden = model.ffn_hidden
+    assert model.embed.weight.std().item() == pytest.approx(1.0, rel=0.02)
+    for block in model.blocks:
+        assert block.attn.wqkv.weight.std().item() == pytest.approx(d**-0.5, rel=0.02)
+        assert block.attn.wo.weight.std().item() == pytest.approx(d**-0.5, rel=0.02)
+        for weight, fan_in in ((block.ffn.w_in.weight, d), (block.ffn.w_out.weight, hidden)):
+            assert weight.std().item() == pytest.approx(TRUNCATED_STD * fan_in**-0.5, rel=0.02)
+            assert weight.abs().max().item() <= 2 * fan_in**-0.5
+    if not tied:
+        assert model.head.weight.std().item() == pytest.approx(TRUNCATED_STD * d**-0.5, rel=0.02)
+        assert model.head_input_scale == 1.0
+    else:
+        assert model.head_input_scale == d**-0.5
+    logits = model(torch.randint(0, vocab, (4, 16)))
+    assert 0.3 < logits.std().item() < 3.0  # not sqrt(d_model) = 16 times too large
+
+
+def test_t5_init_keeps_variants_paired():
+    cfg = ModelConfig(**(TINY | {"init": "t5"}))
+    relu, swiglu = Transformer(cfg, FFNConfig(name="relu"), seed=5), Transformer(cfg, FFNConfig(name="swiglu"), seed=5)
+    shared = {n: p for n, p in relu.named_parameters() if ".ffn." not in n}
+    assert shared and all(torch.equal(p, dict(swiglu.named_parameters())[n]) for n, p in shared.items())
+
+
+def test_unknown_init_is_one_clear_error():
+    with pytest.raises(ConfigError, match="model.init='xavier'.*gpt2, t5"):
+        ModelConfig(init="xavier")

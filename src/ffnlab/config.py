@@ -7,6 +7,7 @@ misspelt key or a wrongly typed value fails at composition, before any data is t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from pathlib import Path
@@ -46,16 +47,37 @@ def run_dir_name(override_dirname: str) -> str:
     return name
 
 
+def fraction_of(steps: int, fraction: float) -> int:
+    """`${fraction_of:${trainer.max_steps},0.1}`: a step count that scales with the budget (warmup, cadence)."""
+    return max(1, round(int(steps) * float(fraction)))
+
+
 def register() -> None:
     """Idempotent: stores the schemas and resolvers Hydra needs to compose conf/train.yaml."""
     cs = ConfigStore.instance()
-    cs.store(group="ffn", name="schema", node=FFNConfig)
-    cs.store(group="model", name="schema", node=ModelConfig)
-    cs.store(group="optim", name="schema", node=OptimConfig)
+    for group, cls in SCHEMAS.items():
+        cs.store(group=group, name="schema", node=cls)
     if not OmegaConf.has_resolver("repo_root"):
         OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
     if not OmegaConf.has_resolver("run_dir_name"):
         OmegaConf.register_new_resolver("run_dir_name", run_dir_name)
+    if not OmegaConf.has_resolver("fraction_of"):
+        OmegaConf.register_new_resolver("fraction_of", fraction_of)
+
+
+SCHEMAS = {"ffn": FFNConfig, "model": ModelConfig, "optim": OptimConfig}
+
+
+def schema_defaults() -> dict:
+    """Dotted key -> default of every typed group's field that has one, e.g. {"model.init": "gpt2", ...}."""
+    found = {}
+    for group, cls in SCHEMAS.items():
+        for field in dataclasses.fields(cls):
+            if field.default is not dataclasses.MISSING:
+                found[f"{group}.{field.name}"] = field.default
+            elif field.default_factory is not dataclasses.MISSING:
+                found[f"{group}.{field.name}"] = field.default_factory()
+    return found
 
 
 def to_dataclass(cls, node: DictConfig):

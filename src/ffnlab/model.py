@@ -1,9 +1,9 @@
 """LLaMA-style decoder: embedding -> N x [RMSNorm -> attention(RoPE) -> RMSNorm -> FFN] -> RMSNorm -> head.
 
-No biases anywhere; residual output projections (attention `wo`, FFN `w_out`) start with a depth-scaled
-std (GPT-2 / nanoGPT: std / sqrt(2·n_layers)). Every parameter is initialised from its own generator
-seeded by (seed, parameter name), so for a given seed two FFN variants start from identical embedding,
-attention, norm and head weights: runs of different variants are paired.
+No biases anywhere. Two initialisations (`model.init`, see `init_weights`): `gpt2` (the default) and `t5`, the
+paper's. Every parameter is initialised from its own generator seeded by (seed, parameter name), so for a given
+seed two FFN variants start from identical embedding, attention, norm and head weights: runs of different variants
+are paired.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from ffnlab.errors import ConfigError
 from ffnlab.ffn import FeedForward, FFNConfig, solve_ffn_hidden
 
 
+INITS = ("gpt2", "t5")
+
+
 @dataclass
 class ModelConfig:
     """The `model` config group: keys map 1:1 onto these fields (see conf/model/*.yaml)."""
@@ -33,9 +36,12 @@ class ModelConfig:
     tie_embeddings: bool = True
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
-    init_std: float = 0.02
+    init: str = "gpt2"  # gpt2 | t5 (init_weights)
+    init_std: float = 0.02  # gpt2 only
 
     def __post_init__(self):
+        if self.init not in INITS:
+            raise ConfigError(f"model.init={self.init!r} is not accepted; use one of: {', '.join(INITS)}")
         if self.n_kv_heads is None:
             self.n_kv_heads = self.n_heads
         for key in ("d_model", "n_layers", "n_heads", "n_kv_heads", "seq_len"):
@@ -119,6 +125,9 @@ class Transformer(nn.Module):
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
+        # Mesh-TF T5 scales the head input by d_model^-0.5 when the head is the (std 1) embedding, so the first
+        # logits are not sqrt(d_model) too large.
+        self.head_input_scale = cfg.d_model**-0.5 if cfg.init == "t5" and cfg.tie_embeddings else 1.0
         cos, sin = rope_tables(cfg.seq_len, cfg.head_dim, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -132,7 +141,8 @@ class Transformer(nn.Module):
         x = self.embed(idx)
         for block in self.blocks:
             x = block(x, self.rope_cos, self.rope_sin)
-        return self.head(self.norm(x))
+        x = self.norm(x)
+        return self.head(x * self.head_input_scale if self.head_input_scale != 1.0 else x)
 
 
 RESIDUAL_OUTPUTS = ("attn.wo.weight", "ffn.w_out.weight")
@@ -142,17 +152,50 @@ def _param_seed(seed: int, name: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63
 
 
+def gpt2_std(model: Transformer, name: str, p: torch.Tensor) -> tuple[float, bool]:
+    """GPT-2 / nanoGPT: every matrix at init_std, the residual outputs (attention `wo`, FFN `w_out`) at
+    init_std/sqrt(2·n_layers). Plain normals."""
+    std = model.cfg.init_std
+    return (std / math.sqrt(2 * model.cfg.n_layers) if name.endswith(RESIDUAL_OUTPUTS) else std), False
+
+
+def t5_std(model: Transformer, name: str, p: torch.Tensor) -> tuple[float, bool]:
+    """Mesh-TensorFlow T5, as the paper trained it (tensorflow/mesh: transformer/attention.py
+    AttentionParams.init_weights, layers.py VarianceScalingInitializer and embedding_weights,
+    transformer/transformer.py VocabEmbedding):
+      - the embedding: a plain normal with std 1;
+      - attention: plain normals, k and v at d_model^-0.5, o at (n_heads·head_dim)^-0.5. T5's q is at
+        (d_model·head_dim)^-0.5 because T5 folds the 1/sqrt(head_dim) of attention into it; our SDPA applies
+        that factor itself, so q starts at d_model^-0.5 and the attention logits start at T5's scale;
+      - FFN matrices and an untied head: `dense`'s default fan-in variance scaling, a normal truncated at two
+        standard deviations (tf.truncated_normal_initializer, without variance correction, as torch's
+        trunc_normal_) with std fan_in^-0.5;
+      - with tied embeddings the head is the embedding, and the forward pass scales its input by d_model^-0.5.
+    With fused matrices every part has the same fan-in (d_model), so one std serves wqkv and w_in."""
+    fan_in = p.shape[1]
+    if name == "embed.weight":
+        return 1.0, False
+    if ".attn." in name:
+        return fan_in**-0.5, False
+    return fan_in**-0.5, True  # ffn.w_in, ffn.w_out, head
+
+
+INIT_STD = {"gpt2": gpt2_std, "t5": t5_std}
+
+
 @torch.no_grad()
 def init_weights(model: Transformer, seed: int) -> None:
     """Initialise each parameter from a generator keyed by (seed, name): variant-independent, so paired."""
-    std = model.cfg.init_std
+    scheme = INIT_STD[model.cfg.init]
     for name, p in model.named_parameters():
         gen = torch.Generator().manual_seed(_param_seed(seed, name))
         if name.endswith("norm.weight"):
             p.fill_(1.0)
         elif p.ndim < 2:  # activation parameters (PReLU slope, Swish beta) keep their configured value
             continue
-        elif name.endswith(RESIDUAL_OUTPUTS):
-            p.copy_(torch.normal(0.0, std / math.sqrt(2 * model.cfg.n_layers), p.shape, generator=gen))
         else:
-            p.copy_(torch.normal(0.0, std, p.shape, generator=gen))
+            std, truncated = scheme(model, name, p)
+            if truncated:
+                torch.nn.init.trunc_normal_(p, std=std, a=-2 * std, b=2 * std, generator=gen)
+            else:
+                p.copy_(torch.normal(0.0, std, p.shape, generator=gen))

@@ -102,9 +102,16 @@ def _flatten(tree, prefix: str = "") -> dict:
     return flat
 
 
-def identity_differences(record: dict, identity: dict, recorded_config: dict | None, config: DictConfig) -> list[str]:
+def identity_differences(
+    record: dict, identity: dict, recorded_config: dict | None, config: DictConfig, defaults: dict | None = None
+) -> list[str]:
     """What differs between a finished record (and its config.yaml) and the run asked for (its identity and
-    config), as short phrases; [] when it is the same run."""
+    config), as short phrases; [] when it is the same run.
+
+    A key that the recorded config lacks is no difference when its value now is null or its schema default
+    (`defaults`, dotted keys): a key added to ffnlab after a run finished, left at the default, does not change
+    what that run computed, so committed study records stay reusable as the framework grows."""
+    defaults = defaults or {}
     found = []
     if record.get("results_format", 1) != identity["results_format"]:
         found.append(f"results format {record.get('results_format', 1)} (this code writes {RESULTS_FORMAT})")
@@ -113,9 +120,14 @@ def identity_differences(record: dict, identity: dict, recorded_config: dict | N
             found.append("config (no readable config.yaml to name the keys)")
         else:
             old, new = _flatten(identity_config(recorded_config)), _flatten(identity_config(config))
-            keys = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
+            keys = sorted(
+                k for k in old.keys() | new.keys()
+                if old.get(k, "<absent>") != new.get(k, "<absent>")
+                and not (k not in old and new[k] == defaults.get(k))
+            )
             shown = ", ".join(f"{k}: {old.get(k, '<absent>')} -> {new.get(k, '<absent>')}" for k in keys[:6])
-            found.append(f"config keys {shown}{' ...' if len(keys) > 6 else ''}" if keys else "config hash")
+            if keys:
+                found.append(f"config keys {shown}{' ...' if len(keys) > 6 else ''}")
     old_data, new_data = record.get("data_identity"), identity["data_identity"]
     if old_data != new_data:
         found.append("data " + _data_difference(old_data, new_data))
@@ -130,10 +142,12 @@ def _data_difference(old, new) -> str:
     return ", ".join(changed[:6]) + (" ..." if len(changed) > 6 else "")
 
 
-def check_same_run(run_dir: Path, record: dict, identity: dict, config: DictConfig) -> None:
+def check_same_run(
+    run_dir: Path, record: dict, identity: dict, config: DictConfig, defaults: dict | None = None
+) -> None:
     """Raise RunIdentityError, in one line, when the finished `record` in run_dir is not the run asked for."""
     recorded_config = _read_yaml(Path(run_dir) / CONFIG_FILE)
-    differences = identity_differences(record, identity, recorded_config, config)
+    differences = identity_differences(record, identity, recorded_config, config, defaults)
     if differences:
         raise RunIdentityError(
             f"{run_dir} holds a finished run that differs from this one in {'; '.join(differences)}: "

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ffnlab.checkpoint import LastCheckpoint
-from ffnlab.config import to_dataclass
+from ffnlab.config import schema_defaults, to_dataclass
 from ffnlab.data import data_identity
 from ffnlab.errors import ConfigError
 from ffnlab.ffn import FFNConfig, variant_label
@@ -85,7 +85,7 @@ class Built:
 def reuse_finished(cfg: DictConfig, out_dir: Path, record: dict) -> float:
     """A finished run is returned only when it is this run (config hash, data identity, results format);
     otherwise the point refuses in one line and leaves the record as it is."""
-    check_same_run(out_dir, record, run_identity(cfg, data_identity(cfg.data)), cfg)
+    check_same_run(out_dir, record, run_identity(cfg, data_identity(cfg.data)), cfg, schema_defaults())
     log.info("%s already finished (val_loss %.4f): skipping; force=true re-runs it", out_dir, record["val_loss"])
     return record["val_loss"]
 
