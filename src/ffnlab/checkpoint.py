@@ -35,8 +35,9 @@ class LastCheckpoint(Callback):
         covers the batches of one step under gradient accumulation."""
         if trainer.global_step in (self._saved_step, 0):
             return
+        # Full state (optimizer, schedule, loops): what an exact resume needs.
         if trainer.is_global_zero:
-            write_atomic(self.path, trainer.save_checkpoint)
+            write_atomic(self.path, lambda tmp: trainer.save_checkpoint(tmp, weights_only=False))
         else:
-            trainer.save_checkpoint(self.path)  # joins the collective parts of saving; only rank 0 writes
+            trainer.save_checkpoint(self.path, weights_only=False)  # joins the collective parts; only rank 0 writes
         self._saved_step = trainer.global_step

@@ -3,6 +3,9 @@
 A run record is what training leaves in a run dir: config.yaml (at start), metrics.json (at the end,
 written atomically) and csv/metrics.csv. Only these files are read, so a sweep done on a cluster can
 be compared on a laptop, without torch.
+
+A diverged run is both a Run (its LR counts it as the worst loss there, issue 8: dropping it would flatter
+unstable LRs) and a Problem (so the report lists it with its reason).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class Run:
     experiment: str | None = None
     wandb_project: str | None = None
     ffn: str | None = None  # the bare registry name (family, paper lookups); == variant when options are default
+    diverged: str | None = None  # why, when the run diverged; its val_loss is then inf and test_loss None
 
 
 @dataclass
@@ -101,7 +105,7 @@ def load_run(path: Path, run_dir: str) -> Run | Problem:
     status = metrics.get("status")
     if status == "failed":
         return Problem(run_dir, "failed", str(metrics.get("error") or "status 'failed' without an error message"))
-    if status != "finished":
+    if status not in ("finished", "diverged"):
         return Problem(run_dir, "unfinished", f"metrics.json has status {status!r}, not 'finished'")
 
     ffn = metrics.get("ffn") or _dig(config, "ffn.name")
@@ -111,13 +115,21 @@ def load_run(path: Path, run_dir: str) -> Run | Problem:
     lr = _number(metrics["lr"] if "lr" in metrics else _dig(config, "optim.lr"))
     val_loss, test_loss = _number(metrics.get("val_loss")), _number(metrics.get("test_loss"))
     setting = metrics.get("setting")
-    missing = [name for name, v in (("ffn", variant), ("seed", seed), ("val_loss", val_loss)) if v is None]
+    required = (("ffn", variant), ("seed", seed)) + ((("val_loss", val_loss),) if status == "finished" else ())
+    missing = [name for name, v in required if v is None]
     if not isinstance(setting, dict):
         missing.append("setting")  # without it, runs could be pooled across settings
     if missing:
-        return Problem(run_dir, "corrupt", f"finished, but metrics.json lacks {', '.join(missing)}")
-    if not math.isfinite(val_loss):
-        return Problem(run_dir, "diverged", f"val_loss is {val_loss} ({variant}, seed {seed}, lr {lr})")
+        return Problem(run_dir, "corrupt", f"{status}, but metrics.json lacks {', '.join(missing)}")
+    diverged = None
+    if status == "diverged":
+        last = _number(metrics.get("last_finite_loss"))
+        diverged = f"diverged at step {metrics.get('diverged_step')}" + (f" (last finite loss {last:.4f})" if last else "")
+    elif not math.isfinite(val_loss):
+        diverged = f"val_loss is {val_loss}"
+    if diverged:
+        diverged += f" ({variant}, seed {seed}, lr {lr}): counted as the worst loss at its LR"
+        val_loss, test_loss = math.inf, None
     return Run(
         run_dir=run_dir,
         path=path,
@@ -131,6 +143,7 @@ def load_run(path: Path, run_dir: str) -> Run | Problem:
         experiment=metrics.get("experiment") or config.get("experiment_name"),
         wandb_project=_dig(config, "logger.wandb.project"),
         ffn=str(ffn),
+        diverged=diverged,
     )
 
 
@@ -139,7 +152,10 @@ def setting_key(setting: dict) -> str:
 
 
 def load_sweep(sweep_dir: Path, exclude: Path | None = None) -> tuple[list[Run], list[Problem]]:
-    """All run dirs below sweep_dir -> (usable runs, problems); a second run of the same point is a problem."""
+    """All run dirs below sweep_dir -> (usable runs, problems); a second run of the same point is a problem.
+
+    A diverged run is in both lists.
+    """
     runs, problems, seen = [], [], {}
     for path in find_run_dirs(sweep_dir, exclude):
         loaded = load_run(path, path.relative_to(sweep_dir).as_posix() or ".")
@@ -154,6 +170,8 @@ def load_sweep(sweep_dir: Path, exclude: Path | None = None) -> tuple[list[Run],
             continue
         seen[point] = loaded.run_dir
         runs.append(loaded)
+        if loaded.diverged:
+            problems.append(Problem(loaded.run_dir, "diverged", loaded.diverged))
     return runs, problems
 
 
