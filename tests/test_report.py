@@ -6,11 +6,15 @@ Fixtures (tests/fixtures/report_sweep/, copied to tmp_path so nothing is written
   deeper, wikitext2/ with relu and swiglu x seed 0 (a different setting: never pooled).
 - lr_sweep/: relu, swiglu x lr {0.001, 0.003} x seeds 0-1, where validation and test disagree on
   swiglu's best LR.
+
+tests/fixtures/report_study/ is a committed study: runs/ (relu, swiglu, geglu x lr {0.003, 0.01} x seeds 0-2,
+one geglu run at lr 0.01 diverged) and the report compare.py made from it, which must regenerate byte for byte.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -19,12 +23,14 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+from scipy import optimize, stats
 
 from ffnlab.report import write_report
 from ffnlab.report.records import load_sweep
-from ffnlab.report.stats import average_ranks, spearman, t_quantile_975
+from ffnlab.report.stats import holm, spearman
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report_sweep"
+STUDY = Path(__file__).parent / "fixtures" / "report_study"
 SRC = Path(__file__).parents[1] / "src"
 approx = lambda x: pytest.approx(x, abs=1e-6)  # noqa: E731
 
@@ -104,18 +110,52 @@ def test_table_numbers_match_hand_calculation(glu):
     assert g1["seed_std_median"] == approx(0.02)
 
 
+def p_df2(t: float) -> float:
+    """Two-sided p of Student's t with 2 degrees of freedom, by hand: its CDF is 1/2 + t / (2·sqrt(2 + t²))."""
+    return 1 - abs(t) / (2 + t * t) ** 0.5
+
+
+def power_scipy(diff: float, sd: float, n: int, alpha: float) -> float:
+    """Power of the two-sided paired t-test, from scipy's noncentral t (mpmath-free, independent of the report)."""
+    crit, nc = stats.t.ppf(1 - alpha / 2, n - 1), diff / sd * n ** 0.5
+    return stats.nct.sf(crit, n - 1, nc) + stats.nct.sf(crit, n - 1, -nc)
+
+
 def test_paired_tests_vs_relu(glu):
     # swiglu - relu by seed: -.05 -.06 -.04 -> mean -.05, std .01, t(df=2) = 4.3027, half = 4.3027·.01/√3 = .0248417
+    #   t = -.05 / (.01/√3) = -8.660254 -> p = 1 - 8.660254/√77 = .0130725
     # geglu  - relu by seed: -.02 -.02 +.01 -> mean -.01, std √.0003 = .0173205, half = 4.3027·.01 = .043027
+    #   t = -.01 / (.0173205/√3) = -1 -> p = 1 - 1/√3 = .4226497
+    # Holm over m = 2: swiglu 2 · .0130725 = .026145; geglu max(.026145, 1 · .4226497) = .4226497
     tests = {t["variant"]: t for t in glu["groups"][0]["paired_vs_relu"]}
     sw, ge = tests["swiglu"], tests["geglu"]
     assert (sw["n"], sw["mean"], sw["std"]) == (3, approx(-0.05), approx(0.01))
-    assert (sw["ci_low"], sw["ci_high"], sw["beyond_noise"]) == (approx(-0.0748417), approx(-0.0251583), True)
+    assert (sw["ci_low"], sw["ci_high"]) == (approx(-0.0748417), approx(-0.0251583))
+    assert (sw["p"], sw["p_holm"], sw["beyond_noise"]) == (approx(p_df2(-8.660254)), approx(0.026145), True)
+    assert sw["p"] == approx(0.0130725)
     assert (ge["n"], ge["mean"], ge["std"]) == (3, approx(-0.01), approx(0.0173205))
-    assert (ge["ci_low"], ge["ci_high"], ge["beyond_noise"]) == (approx(-0.053027), approx(0.033027), False)
+    assert (ge["ci_low"], ge["ci_high"]) == (approx(-0.053027), approx(0.033027))
+    assert (ge["p"], ge["p_holm"], ge["beyond_noise"]) == (approx(1 - 3 ** -0.5), approx(1 - 3 ** -0.5), False)
     sentence = glu["groups"][0]["paired_sentence"]
-    assert "Larger than seed noise (95% interval excludes 0): swiglu." in sentence
-    assert "Not distinguishable from seed noise (interval contains 0): geglu." in sentence
+    assert "Beyond seed noise (Holm-adjusted p < 0.05 over 2 tests): swiglu." in sentence
+    assert "Not distinguishable from seed noise: geglu." in sentence
+
+
+def test_power_matches_scipy(glu):
+    # alpha = .05/m = .025. The detectable difference is where the power is exactly 80%; the seeds for the
+    # paper's Δ are the first n whose power reaches 80% (n - 1 does not).
+    for t in glu["groups"][0]["paired_vs_relu"]:
+        assert t["alpha"] == 0.025
+        assert power_scipy(t["detectable_diff"], t["std"], 3, 0.025) == pytest.approx(0.8, abs=1e-9)
+        expected = optimize.brentq(lambda d: power_scipy(d, t["std"], 3, 0.025) - 0.8, 1e-6, 1.0)
+        assert t["detectable_diff"] == pytest.approx(expected, rel=1e-6)
+        n = t["seeds_for_paper_delta"]
+        assert power_scipy(t["paper_delta"], t["std"], n, 0.025) >= 0.8
+        assert n == 2 or power_scipy(t["paper_delta"], t["std"], n - 1, 0.025) < 0.8
+    # swiglu: sd .01, 3 seeds; paper Δ -.053 needs 3 seeds (2 give 1 degree of freedom: far too few)
+    tests = {t["variant"]: t for t in glu["groups"][0]["paired_vs_relu"]}
+    assert tests["swiglu"]["detectable_diff"] == pytest.approx(0.0462482, abs=1e-6)
+    assert (tests["swiglu"]["paper_delta"], tests["swiglu"]["seeds_for_paper_delta"]) == (approx(-0.053), 3)
 
 
 def test_family_summary(glu):
@@ -126,8 +166,12 @@ def test_family_summary(glu):
     g1 = glu["groups"][0]
     assert {f["family"]: f["mean_of_means"] for f in g1["families"]} == {"gated": approx(4.09), "ungated": approx(4.12)}
     d = g1["gated_minus_ungated"]
+    #   t = -.03 / (.0132288/√3) = -3.927922 -> p = .0591249 (> .05: not beyond noise; its own test, alpha .05)
+    #   paper: mean(1.944, 1.942) - 1.997 = -.054
     assert (d["seeds"], d["mean"], d["std"]) == ([0, 1, 2], approx(-0.03), approx(0.0132288))
     assert (d["ci_low"], d["ci_high"], d["beyond_noise"]) == (approx(-0.0628623), approx(0.0028623), False)
+    assert (d["p"], d["alpha"], d["paper_delta"]) == (approx(p_df2(-3.927922)), 0.05, approx(-0.054))
+    assert power_scipy(d["detectable_diff"], d["std"], 3, 0.05) == pytest.approx(0.8, abs=1e-9)
 
 
 def test_other_dataset_is_a_separate_group(glu, sweeps):
@@ -145,6 +189,7 @@ def test_other_dataset_is_a_separate_group(glu, sweeps):
     assert rows["swiglu"]["delta_vs_relu_pct"] == approx(-1.9607843)  # -.10 / 5.10
     (paired,) = g2["paired_vs_relu"]
     assert (paired["n"], paired["mean"], paired["ci_low"], paired["beyond_noise"]) == (1, approx(-0.1), None, None)
+    assert (paired["p"], paired["p_holm"], paired["m"], paired["detectable_diff"]) == (None, None, 0, None)
     md = (sweeps / "glu_variants" / "report" / "comparison.md").read_text()
     assert "## Why 2 groups" in md and "| `data_hash` | aaaa1111aaaa | bbbb2222bbbb |" in md
     assert "Final loss = **validation** loss" in md and "5.0000 ± n/a" in md
@@ -168,9 +213,11 @@ def test_lr_sweep_picks_lr_by_validation_and_reports_test(lr_sweep):
     assert len(cells) == 4 and cells[("swiglu", 0.003)]["best"] and not cells[("swiglu", 0.001)]["best"]
     assert cells[("swiglu", 0.001)]["loss_mean"] == approx(4.01)  # the lower test loss, rightly not chosen
     # paired at best LRs: -.18, -.16 -> mean -.17, std .0141421, t(df=1) = 12.7062, half = 12.7062·.01 = .127062
+    #   t = -.17/.01 = -17; df 1 is Cauchy: p = 1 - (2/π)·atan(17) = .0374051
     (t,) = g["paired_vs_relu"]
     assert (t["mean"], t["std"]) == (approx(-0.17), approx(0.0141421))
     assert (t["ci_low"], t["ci_high"]) == (approx(-0.297062), approx(-0.042938))
+    assert t["p"] == t["p_holm"] == approx(1 - 2 / math.pi * math.atan(17)) == approx(0.0374051)
 
 
 def test_plots_are_pngs(glu, lr_sweep, sweeps):
@@ -190,12 +237,12 @@ def test_plots_are_pngs(glu, lr_sweep, sweeps):
 
 
 def test_stats_by_hand():
-    # ties share the mean of their ranks: [1, 2, 2, 3] -> [1, 2.5, 2.5, 4]
-    assert average_ranks([1, 2, 2, 3]) == [1, 2.5, 2.5, 4]
-    # Pearson of ranks (1, 2.5, 2.5, 4) and (1, 2, 3, 4): sxy 4.5, sxx 4.5, syy 5 -> 4.5/√22.5 = 3/√10 = 0.9486833
+    # ties share the mean of their ranks: (1, 2.5, 2.5, 4) vs (1, 2, 3, 4): sxy 4.5, sxx 4.5, syy 5 -> 3/√10
     assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == approx(0.9486833)
     assert spearman([1, 1], [1, 2]) is None
-    assert (t_quantile_975(1), t_quantile_975(30), t_quantile_975(31)) == (12.7062, 2.0423, 1.96)
+    # Holm, m = 3 tested (None is no test): .01·3 = .03, .03·2 = .06, .04·1 = .04 -> max(.06, .04) = .06 (monotone)
+    assert holm([0.04, None, 0.01, 0.03]) == [approx(0.06), None, approx(0.03), approx(0.06)]
+    assert holm([0.5, 0.9]) == [approx(1.0), approx(1.0)]  # capped at 1
 
 
 def test_duplicate_and_diverged_runs_are_problems(tmp_path):
@@ -205,9 +252,74 @@ def test_duplicate_and_diverged_runs_are_problems(tmp_path):
     diverged = sweep / "ffn=relu,lr=0.003,seed=1" / "metrics.json"
     diverged.write_text(diverged.read_text().replace('"val_loss": 4.27', '"val_loss": NaN'))
     runs, problems = load_sweep(sweep)
-    assert len(runs) == 7  # 8 fixture runs + 1 copy - 2 problems
+    assert len(runs) == 8  # 8 fixture runs + 1 copy - the duplicate; the diverged run is a run and a problem
     kinds = {p.run_dir: p.kind for p in problems}
     assert kinds == {"ffn=relu,lr=0.001,seed=0,copy": "duplicate", "ffn=relu,lr=0.003,seed=1": "diverged"}
+    (diverged_run,) = [r for r in runs if r.diverged]
+    assert diverged_run.val_loss == math.inf and "val_loss is nan" in diverged_run.diverged
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[Path, dict]:
+    """The committed study regenerated the documented way, from a copy laid out like docs/results/<study>."""
+    root = tmp_path_factory.mktemp("study")
+    shutil.copytree(STUDY / "runs", root / "runs")
+    script = Path(__file__).parents[1] / "scripts" / "compare.py"
+    done = subprocess.run([sys.executable, str(script), str(root / "runs"), "--out", str(root)], env=env_with_src(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return root, json.loads((root / "report.json").read_text())
+
+
+def test_committed_report_regenerates_byte_for_byte(study):
+    root, _ = study
+    committed = sorted(p.name for p in STUDY.iterdir() if p.is_file())
+    assert committed == sorted(p.name for p in root.iterdir() if p.is_file())
+    assert {"comparison.md", "comparison.csv", "report.json", "val_curves.png", "loss_vs_lr.png"} <= set(committed)
+    for name in committed:
+        assert (root / name).read_bytes() == (STUDY / name).read_bytes(), name
+    assert str(root) not in (root / "report.json").read_text()  # nothing of the machine
+
+
+def test_diverged_lr_counts_as_worst(study):
+    # geglu at lr .01: val 3.90, (diverged), 3.95 -> without seed 1 its mean 3.925 would beat lr .003 (4.0933);
+    # a diverged seed makes .01 the worst geglu LR, so .003 is chosen, and the run stays listed with its reason.
+    _, report = study
+    (g,) = report["groups"]
+    assert g["best_lr"] == {"geglu": 0.003, "relu": 0.003, "swiglu": 0.003} and g["n_diverged"] == 1
+    cell = next(r for r in g["lr_rows"] if (r["variant"], r["lr"]) == ("geglu", 0.01))
+    assert (cell["n_seeds"], cell["n_diverged"], cell["best"]) == (2, 1, False)
+    (problem,) = report["problems"]
+    assert problem["kind"] == "diverged" and "diverged at step 17 (last finite loss 5.1000)" in problem["reason"]
+
+
+def test_holm_changes_the_verdict(study):
+    # swiglu - relu at lr .003 by seed: -.02 -.04 -.03 -> mean -.03, std .01, t = -5.196152
+    #   raw p = 1 - 5.196152/√29 = .0350987 < .05, but Holm (m = 2, the smallest p) 2 · .0350987 = .0701974 > .05
+    _, report = study
+    (g,) = report["groups"]
+    sw = next(t for t in g["paired_vs_relu"] if t["variant"] == "swiglu")
+    assert (sw["p"], sw["p_holm"], sw["beyond_noise"]) == (approx(p_df2(-5.196152)), approx(0.0701974), False)
+    assert sw["p"] < 0.05
+    assert "Raw p < 0.05 but not after correction: swiglu." in g["paired_sentence"]
+
+
+def test_mixed_stacks_are_flagged(tmp_path):
+    sweep = tmp_path / "runs"
+    shutil.copytree(STUDY / "runs", sweep)
+    other = sweep / "ffn=relu,lr=0.003,seed=0" / "metrics.json"
+    other.write_text(other.read_text().replace('"fixture CPU"', '"another CPU"'))
+    no_stack = sweep / "ffn=relu,lr=0.003,seed=1" / "metrics.json"
+    metrics = json.loads(no_stack.read_text())
+    del metrics["stack"]
+    no_stack.write_text(json.dumps(metrics))
+    report = write_report(sweep, tmp_path / "out")
+    (g,) = report["groups"]
+    assert g["mixed_stacks"] and [s["n_runs"] for s in g["stacks"]] == [1, 1, 16]
+    assert [s["stack"] if s["stack"] == "unknown" else s["stack"]["device"] for s in g["stacks"]] == [
+        "unknown", "another CPU", "fixture CPU"]
+    assert "**Warning: mixed stacks.** This group's runs ran on 3 different" in (tmp_path / "out" / "comparison.md").read_text()
+    assert not write_report(STUDY / "runs", tmp_path / "same")["groups"][0]["mixed_stacks"]
 
 
 def test_cli_writes_report_next_to_sweep(tmp_path):
@@ -221,7 +333,7 @@ def test_cli_writes_report_next_to_sweep(tmp_path):
     md = (sweep / "report" / "comparison.md").read_text()
     assert "`ffn=geglu,seed=3` | CORRUPT" in md and "`ffn=swiglu,seed=3` | UNFINISHED" in md
     assert json.loads((sweep / "report" / "report.json").read_text())["groups"][0]["rows"][0]["variant"] == "swiglu"
-    assert (sweep / "report" / "comparison.csv").read_text().startswith("group,table,variant,lr,")
+    assert (sweep / "report" / "comparison.csv").read_text().startswith("group,table,split,variant,lr,")
 
 
 def test_report_imports_no_training_code():
@@ -236,7 +348,7 @@ class FakeWandb:
 
     def __init__(self):
         self.init_kwargs, self.logged, self.finished = None, {}, False
-        self.Table = lambda columns, data: ("table", columns, data)
+        self.Table = lambda dataframe: ("table", dataframe)
         self.Image = lambda path: ("image", path)
 
     def init(self, **kwargs):
@@ -256,7 +368,8 @@ def test_wandb_logs_tables_and_plots(sweeps, tmp_path, monkeypatch):
     write_report(sweeps / "glu_variants", tmp_path / "out", use_wandb=True)
     assert fake.init_kwargs["project"] == "ffnlab-fixture"  # from the runs' logger.wandb.project
     assert (fake.init_kwargs["group"], fake.init_kwargs["job_type"]) == ("glu_variants_fixture", "report")
-    kind, columns, data = fake.logged["group1/comparison"]
-    assert kind == "table" and [row[columns.index("variant")] for row in data] == ["swiglu", "geglu", "relu"]
+    kind, table = fake.logged["group1/comparison"]
+    assert kind == "table" and list(table["variant"]) == ["swiglu", "geglu", "relu"]
+    assert list(fake.logged["group1/paired_vs_relu"][1]["p_holm"]) == [approx(0.026145), approx(0.4226497)]
     assert fake.logged["group1/val_curves"] == ("image", str(tmp_path / "out" / "group1_val_curves.png"))
     assert fake.finished

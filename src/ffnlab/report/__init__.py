@@ -10,27 +10,34 @@ imports nothing from ffnlab's training code, so it runs without torch.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
 from ffnlab.report.analysis import analyse_group
 from ffnlab.report.plots import plot_group
 from ffnlab.report.records import group_by_setting, load_sweep, setting_differences
-from ffnlab.report.tables import render_markdown, write_csv
+from ffnlab.report.document import render_markdown
+from ffnlab.report.tables import write_csv
 
 DEFAULT_OUT = "report"  # inside the sweep dir
 
 
 def build_report(sweep_dir: Path, out_dir: Path | None = None) -> dict:
-    """The report as plain data: what report.json holds, minus the plots."""
+    """The report as plain data: what report.json holds, minus the plots.
+
+    It names the sweep dir relative to out_dir (its own name without one) and holds nothing else of the
+    machine, so the same run records regenerate the same report anywhere (issue 8).
+    """
     sweep_dir = Path(sweep_dir)
     exclude = Path(out_dir).resolve() if out_dir is not None else None
     runs, problems = load_sweep(sweep_dir, exclude)
     groups = group_by_setting(runs)
     projects = sorted({r.wandb_project for r in runs if r.wandb_project})
+    where = Path(os.path.relpath(sweep_dir.resolve(), exclude)) if exclude is not None else Path(sweep_dir.name)
     report = {
-        "sweep_dir": str(sweep_dir),
-        "n_run_dirs": len(runs) + len(problems),  # each run dir is one or the other
+        "sweep_dir": where.as_posix(),
+        "n_run_dirs": len({r.run_dir for r in runs} | {p.run_dir for p in problems}),  # a diverged run is in both
         "experiments": sorted({r.experiment for r in runs if r.experiment}),
         "wandb_project": projects[0] if projects else None,
         "group_differences": setting_differences(groups),
@@ -49,9 +56,9 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None, use_wandb: bool =
     several = len(report["groups"]) > 1
     for g in report["groups"]:
         g["plots"] = plot_group(g, sweep_dir, out_dir, prefix=f"group{g['index']}_" if several else "")
-    (out_dir / "comparison.md").write_text(render_markdown(report))
+    (out_dir / "comparison.md").write_text(render_markdown(report), encoding="utf-8", newline="\n")
     write_csv(report, out_dir / "comparison.csv")
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", newline="\n")
     if use_wandb:
         from ffnlab.report.wandb_log import log_report  # wandb is imported only when asked for
 

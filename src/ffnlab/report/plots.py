@@ -1,17 +1,19 @@
 """PNG plots of one group: validation curves, final-loss bars, family summary, loss vs LR.
 
 Figures are built with matplotlib's object API (no pyplot), which renders with Agg and keeps no
-global state between groups.
+global state between groups. They are drawn in matplotlib's default style (not a user's matplotlibrc) and
+saved without the "Software" PNG text, so the same records give the same bytes (issue 8).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.style
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ffnlab.report.analysis import BASELINE
+from ffnlab.report.variants import BASELINE
 
 
 def read_val_history(run_path: Path) -> pd.Series | None:
@@ -32,7 +34,7 @@ def read_val_history(run_path: Path) -> pd.Series | None:
 
 def _save(fig: Figure, path: Path) -> str:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
     return path.name
 
 
@@ -105,7 +107,8 @@ def plot_loss_vs_lr(result: dict, path: Path) -> str | None:
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
     for variant in [r["variant"] for r in result["rows"]]:
-        cells = [r for r in result["lr_rows"] if r["variant"] == variant]
+        # An LR where a seed diverged has no honest mean; the table lists it.
+        cells = [r for r in result["lr_rows"] if r["variant"] == variant and not r["n_diverged"]]
         lrs = [c["lr"] for c in cells]
         line = ax.errorbar(lrs, [c["val_loss_mean"] for c in cells], yerr=[c["val_loss_std"] or 0.0 for c in cells],
                            marker="o", capsize=3, label=variant)
@@ -119,10 +122,13 @@ def plot_loss_vs_lr(result: dict, path: Path) -> str | None:
 
 def plot_group(result: dict, sweep_dir: Path, out_dir: Path, prefix: str) -> dict[str, str]:
     """All plots of one group -> {kind: file name}; a plot without data is left out."""
-    made = {
-        "val_curves": plot_val_curves(result, sweep_dir, out_dir / f"{prefix}val_curves.png"),
-        "final_loss": plot_final_bars(result, out_dir / f"{prefix}final_loss.png"),
-        "families": plot_families(result, out_dir / f"{prefix}families.png"),
-        "loss_vs_lr": plot_loss_vs_lr(result, out_dir / f"{prefix}loss_vs_lr.png"),
-    }
+    if not result["rows"]:
+        return {}
+    with matplotlib.style.context("default"):
+        made = {
+            "val_curves": plot_val_curves(result, sweep_dir, out_dir / f"{prefix}val_curves.png"),
+            "final_loss": plot_final_bars(result, out_dir / f"{prefix}final_loss.png"),
+            "families": plot_families(result, out_dir / f"{prefix}families.png"),
+            "loss_vs_lr": plot_loss_vs_lr(result, out_dir / f"{prefix}loss_vs_lr.png"),
+        }
     return {kind: name for kind, name in made.items() if name is not None}

@@ -1,11 +1,18 @@
-"""The report as text: comparison.md for people, comparison.csv for spreadsheets."""
+"""The report's tables, each one pandas DataFrame of a group's records, emitted as markdown and CSV.
+
+A table is (key in the group, columns for the CSV, columns for the markdown). The CSV keeps the raw numbers
+(tidy: one file, a `group` and a `table` column); the markdown formats the same frame for people. Markdown
+is rendered here in a few lines rather than with DataFrame.to_markdown, which needs `tabulate` for no gain.
+"""
 
 from __future__ import annotations
 
-import csv
+from collections.abc import Callable
 from pathlib import Path
 
-from ffnlab.report.analysis import BASELINE
+import pandas as pd
+
+from ffnlab.report.variants import BASELINE
 
 NA = "n/a"
 
@@ -30,154 +37,127 @@ def sci(x) -> str:
     return NA if x is None else f"{x:.3g}"
 
 
+def pvalue(x: float | None) -> str:
+    return NA if x is None else f"{x:.2g}" if x < 0.001 else f"{x:.4f}"
+
+
 def lr_text(x: float | None) -> str:
     return NA if x is None else f"{x:g}"
 
 
-def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines + [""]
+def interval(r) -> str:
+    return NA if r["ci_low"] is None else f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
 
 
-def _main_table(g: dict) -> list[str]:
-    split = g["split"]
-    header = ["variant"] + (["best lr"] if g["lr_sweep"] else []) + [
-        f"final {split} loss, mean ± std", "n seeds", "val ppl", f"Δ vs {BASELINE} (nats)", f"Δ vs {BASELINE} (%)",
-        "paper log-ppl", f"paper Δ vs {BASELINE}", "params_ffn", "params_total", "FLOPs/token", "tokens/s",
+def seeds_text(r) -> str:
+    return ", ".join(map(str, r["seeds"])) or "none"
+
+
+def n_seeds(r) -> str:
+    return f"{r['n_seeds']}" + (f" + {r['n_diverged']} diverged" if r["n_diverged"] else "")
+
+
+YES_NO = {True: "yes", False: "no", None: NA}
+Column = tuple[str, Callable[[dict], str]]  # markdown title, cell text from the row
+
+
+def comparison_md(split: str, lr_sweep: bool) -> list[Column]:
+    return [("variant", lambda r: r["variant"])] + ([("best lr", lambda r: lr_text(r["lr"]))] if lr_sweep else []) + [
+        (f"final {split} loss, mean ± std", lambda r: mean_std(r["loss_mean"], r["loss_std"])),
+        ("n seeds", n_seeds),
+        ("val ppl", lambda r: f"{r['val_ppl']:.2f}"),
+        (f"Δ vs {BASELINE} (nats)", lambda r: signed(r["delta_vs_relu"])),
+        (f"Δ vs {BASELINE} (%)", lambda r: signed(r["delta_vs_relu_pct"], 2, "%")),
+        ("paper log-ppl", lambda r: NA if r["paper_log_ppl"] is None else f"{r['paper_log_ppl']:.3f}"),
+        (f"paper Δ vs {BASELINE}", lambda r: signed(r["paper_delta"], 3)),
+        ("params_ffn", lambda r: count(r["params_ffn"])),
+        ("params_total", lambda r: count(r["params_total"])),
+        ("FLOPs/token", lambda r: sci(r["flops_per_token"])),
+        ("tokens/s", lambda r: count(r["tokens_per_s"])),
     ]
-    rows = [
-        [r["variant"]] + ([lr_text(r["lr"])] if g["lr_sweep"] else []) + [
-            mean_std(r["loss_mean"], r["loss_std"]), str(r["n_seeds"]), f"{r['val_ppl']:.2f}",
-            signed(r["delta_vs_relu"]), signed(r["delta_vs_relu_pct"], 2, "%"),
-            NA if r["paper_log_ppl"] is None else f"{r['paper_log_ppl']:.3f}", signed(r["paper_delta"], 3),
-            count(r["params_ffn"]), count(r["params_total"]), sci(r["flops_per_token"]), count(r["tokens_per_s"]),
-        ]
-        for r in g["rows"]
+
+
+def lr_md(split: str) -> list[Column]:
+    def diverged_or(text: Callable[[dict], str]) -> Callable[[dict], str]:
+        return lambda r: f"diverged ({r['n_diverged']} of {r['n_seeds'] + r['n_diverged']} seeds)" \
+            if r["n_diverged"] else text(r)
+
+    return [
+        ("variant", lambda r: r["variant"]),
+        ("lr", lambda r: lr_text(r["lr"])),
+        ("best (by val)", lambda r: "✓" if r["best"] else ""),
+        ("val loss, mean ± std", diverged_or(lambda r: mean_std(r["val_loss_mean"], r["val_loss_std"]))),
+        (f"{split} loss, mean ± std", diverged_or(lambda r: mean_std(r["loss_mean"], r["loss_std"]))),
+        ("n seeds", n_seeds),
+        ("val ppl", diverged_or(lambda r: f"{r['val_ppl']:.2f}")),
     ]
-    return md_table(header, rows)
 
 
-def _lr_table(g: dict) -> list[str]:
-    split = g["split"]
-    header = ["variant", "lr", "best (by val)", "val loss, mean ± std", f"{split} loss, mean ± std", "n seeds",
-              "val ppl"]
-    rows = [
-        [r["variant"], lr_text(r["lr"]), "✓" if r["best"] else "", mean_std(r["val_loss_mean"], r["val_loss_std"]),
-         mean_std(r["loss_mean"], r["loss_std"]), str(r["n_seeds"]), f"{r['val_ppl']:.2f}"]
-        for r in g["lr_rows"]
-    ]
-    return md_table(header, rows)
-
-
-def _paired_section(g: dict) -> list[str]:
-    lines = [f"### Paired differences vs {BASELINE} (same seeds)", ""]
-    if g["paired_vs_relu"]:
-        yes_no = {True: "yes", False: "no", None: NA}
-        lines += md_table(
-            ["variant", "seeds paired", "mean diff", "std of diffs", "95% t-interval", "beyond seed noise"],
-            [[t["variant"], ", ".join(map(str, t["seeds"])) or "none", signed(t["mean"]), loss(t["std"]),
-              NA if t["ci_low"] is None else f"[{t['ci_low']:+.4f}, {t['ci_high']:+.4f}]", yes_no[t["beyond_noise"]]]
-             for t in g["paired_vs_relu"]],
-        )
-    lines += [g["paired_sentence"], ""]
-    lines += [
-        f"Seed noise of the final loss: per-variant std in the table above; pooled std over variants "
-        f"{loss(g['seed_std_pooled'])}, median {loss(g['seed_std_median'])}.",
-        "",
-    ]
-    return lines
-
-
-def _family_section(g: dict) -> list[str]:
-    lines = ["### Gated vs ungated", ""]
-    lines += md_table(
-        ["family", "variants", f"mean of variant means ({g['split']})"],
-        [[f["family"], ", ".join(f["variants"]), loss(f["mean_of_means"])] for f in g["families"]],
-    )
-    d = g["gated_minus_ungated"]
-    if d["n"] == 0:
-        lines += ["No paired family difference: no gated or no ungated variant, or no seed that all of them ran.", ""]
-        return lines
-    ci = NA if d["ci_low"] is None else f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]"
-    lines += [
-        f"Paired by seed (seeds {', '.join(map(str, d['seeds']))}, each seed: mean over gated variants − mean over "
-        f"ungated variants): mean {signed(d['mean'])}, std {loss(d['std'])}, 95% t-interval {ci}.",
-        "",
-    ]
-    return lines
-
-
-def _group_title(g: dict, differences: dict[str, list]) -> str:
-    i = g["index"] - 1
-    tag = ", ".join(f"{k}={v[i]}" for k, v in differences.items())
-    return f"## Group {g['index']}" + (f": {tag}" if tag else "") + f" ({g['n_runs']} runs)"
-
-
-def render_markdown(report: dict) -> str:
-    groups, problems, differences = report["groups"], report["problems"], report["group_differences"]
-    lines = [
-        "# FFN variant comparison" + (f": {', '.join(report['experiments'])}" if report["experiments"] else ""),
-        "",
-        f"Sweep `{report['sweep_dir']}`: {report['n_run_dirs']} run dirs, {sum(g['n_runs'] for g in groups)} finished "
-        f"runs used in {len(groups)} group(s), {len(problems)} not used (listed below).",
-        "",
-        "Runs are compared only with runs of an identical `setting` (data, tokenizer, model size, steps, "
-        "batch, FFN matching, schedule ...); variant, seed and LR are what varies inside a group.",
-        "",
-    ]
-    if problems:
-        lines += ["## Runs not used", ""]
-        problem_rows = [[f"`{p['run_dir']}`", p["kind"].upper(), p["reason"]] for p in problems]
-        lines += md_table(["run dir", "status", "reason"], problem_rows)
-    if len(groups) > 1:
-        lines += [f"## Why {len(groups)} groups", "", "Their settings differ in these keys, so they are never pooled:",
-                  ""]
-        lines += md_table(["setting key"] + [f"group {g['index']}" for g in groups],
-                          [[f"`{k}`"] + [str(v) for v in values] for k, values in differences.items()])
-    if not groups:
-        lines += ["No finished run to compare.", ""]
-    for g in groups:
-        lines += [_group_title(g, differences), ""]
-        lines += ["Setting: " + ", ".join(f"`{k}={v}`" for k, v in g["setting"].items()), ""]
-        lines += [
-            g["split_note"],
-            f"Val ppl = exp(mean validation loss over seeds). Δ vs {BASELINE} = mean(variant) − mean({BASELINE}) "
-            f"on the same split, in nats and % of {BASELINE}. Std is over seeds (ddof=1; n/a for one seed). "
-            "Paper = Shazeer 2020 Table 1, log-perplexity at 65,536 steps.",
-            "",
-        ]
-        lines += _main_table(g)
-        rho = g["spearman_vs_paper"]
-        lines += [
-            f"Spearman rank correlation of our ordering with the paper's over {len(g['spearman_variants'])} paper "
-            f"variants ({', '.join(g['spearman_variants']) or 'none'}): {NA if rho is None else f'{rho:.3f}'}.",
-            "",
-        ]
-        if g["lr_sweep"]:
-            lines += ["### Every (variant, lr)", ""] + _lr_table(g)
-        lines += _paired_section(g) + _family_section(g)
-        lines += ["### Plots", ""] + [f"![{kind}]({name})" for kind, name in g["plots"].items()] + [""]
-        if "val_curves" not in g["plots"]:
-            lines += ["(No validation curves: no run in this group has val/loss in csv/metrics.csv.)", ""]
-    return "\n".join(lines)
-
-
-CSV_COLUMNS = [
-    "group", "table", "variant", "lr", "best_lr", "split", "n_seeds", "loss_mean", "loss_std", "val_loss_mean",
-    "val_ppl", "test_loss_mean", "delta_vs_relu", "delta_vs_relu_pct", "paper_log_ppl", "paper_delta",
-    "params_ffn", "params_total", "flops_per_token", "tokens_per_s",
+POWER_MD: list[Column] = [
+    ("detectable diff (80% power)", lambda r: NA if r["detectable_diff"] is None else f"±{r['detectable_diff']:.4f}"),
+    ("paper Δ", lambda r: signed(r["paper_delta"], 3)),
+    ("seeds for paper Δ", lambda r: count(r["seeds_for_paper_delta"])),
 ]
+
+PAIRED_MD: list[Column] = [
+    ("variant", lambda r: r["variant"]),
+    ("seeds paired", seeds_text),
+    ("mean diff", lambda r: signed(r["mean"])),
+    ("std of diffs", lambda r: loss(r["std"])),
+    ("95% t-interval", interval),
+    ("p", lambda r: pvalue(r["p"])),
+    ("p (Holm)", lambda r: pvalue(r["p_holm"])),
+    ("beyond seed noise", lambda r: YES_NO[r["beyond_noise"]]),
+] + POWER_MD
+
+FAMILY_TEST_MD: list[Column] = [
+    ("seeds paired", seeds_text),
+    ("mean diff", lambda r: signed(r["mean"])),
+    ("std of diffs", lambda r: loss(r["std"])),
+    ("95% t-interval", interval),
+    ("p", lambda r: pvalue(r["p"])),
+    ("beyond seed noise", lambda r: YES_NO[r["beyond_noise"]]),
+] + POWER_MD
+
+ROW_CSV = [
+    "variant", "lr", "best", "n_seeds", "n_diverged", "loss_mean", "loss_std", "val_loss_mean", "val_ppl",
+    "test_loss_mean", "delta_vs_relu", "delta_vs_relu_pct", "paper_log_ppl", "paper_delta", "params_ffn",
+    "params_total", "flops_per_token", "tokens_per_s",
+]
+TEST_CSV = ["variant", "n", "mean", "std", "ci_low", "ci_high", "p", "p_holm", "m", "beyond_noise", "alpha",
+            "detectable_diff", "paper_delta", "seeds_for_paper_delta"]
+
+
+def frames(g: dict) -> dict[str, pd.DataFrame]:
+    """Every table of a group, by name: the records report.json holds, as DataFrames."""
+    family_test = {"variant": "gated - ungated", **g["gated_minus_ungated"]}
+    return {
+        "comparison": pd.DataFrame.from_records([{**r, "best": True} for r in g["rows"]]),
+        "lr_sweep": pd.DataFrame.from_records(g["lr_rows"]),
+        "paired_vs_relu": pd.DataFrame.from_records(g["paired_vs_relu"]),
+        "gated_vs_ungated": pd.DataFrame.from_records([family_test] if family_test["n"] else []),
+    }
+
+
+def markdown(df: pd.DataFrame, columns: list[Column]) -> list[str]:
+    """A GitHub table: one line per row of df, each cell the column's text of that row."""
+    df = df.astype(object).where(df.notna(), None)  # one kind of missing (None) for the formatters
+    shown = [[text(row) for _, text in columns] for _, row in df.iterrows()]
+    lines = ["| " + " | ".join(title for title, _ in columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in shown] + [""]
+
+
+def raw_frames(g: dict) -> dict[str, pd.DataFrame]:
+    """A group's non-empty tables with their raw-number columns: what the CSV and wandb get."""
+    return {name: df.reindex(columns=TEST_CSV if name in ("paired_vs_relu", "gated_vs_ungated") else ROW_CSV)
+            for name, df in frames(g).items() if len(df)}
 
 
 def write_csv(report: dict, path: Path) -> None:
-    """One row per variant (table=comparison), plus one per (variant, lr) for LR sweeps (table=lr_sweep)."""
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for g in report["groups"]:
-            tagged = [("comparison", r) for r in g["rows"]] + [("lr_sweep", r) for r in g["lr_rows"]]
-            for table, row in tagged:
-                best = row.get("best", True) if g["lr_sweep"] else None
-                values = {k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()}
-                writer.writerow({**values, "group": g["index"], "table": table, "best_lr": best, "split": g["split"]})
+    """All groups' tables in one tidy CSV: `group` and `table` say where a row belongs; numbers are raw."""
+    parts = [df.assign(group=g["index"], table=name, split=g["split"])
+             for g in report["groups"] for name, df in raw_frames(g).items()]
+    columns = ["group", "table", "split"] + list(dict.fromkeys(ROW_CSV + TEST_CSV))
+    # Missing values make a column object-typed, which float_format would skip: infer floats back.
+    table = (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()).infer_objects()
+    table.reindex(columns=columns).to_csv(path, index=False, float_format="%.10g", lineterminator="\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ffnlab.report.tables import CSV_COLUMNS
+from ffnlab.report.tables import raw_frames
 
 DEFAULT_PROJECT = "ffnlab"
 
@@ -25,11 +25,8 @@ def log_report(report: dict, out_dir: Path) -> None:
     try:
         logged = {}
         for g in report["groups"]:
-            columns = [c for c in CSV_COLUMNS if c not in ("group", "table", "best_lr", "split")]
-            for table, rows in (("comparison", g["rows"]), ("lr_sweep", g["lr_rows"])):
-                if rows:
-                    data = [[r.get(c) for c in columns] for r in rows]
-                    logged[f"group{g['index']}/{table}"] = wandb.Table(columns=columns, data=data)
+            for table, df in raw_frames(g).items():
+                logged[f"group{g['index']}/{table}"] = wandb.Table(dataframe=df)
             for kind, name in g["plots"].items():
                 logged[f"group{g['index']}/{kind}"] = wandb.Image(str(out_dir / name))
         run.log(logged)
