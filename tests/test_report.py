@@ -318,7 +318,8 @@ def test_mixed_stacks_are_flagged(tmp_path):
     assert g["mixed_stacks"] and [s["n_runs"] for s in g["stacks"]] == [1, 1, 16]
     assert [s["stack"] if s["stack"] == "unknown" else s["stack"]["device"] for s in g["stacks"]] == [
         "unknown", "another CPU", "fixture CPU"]
-    assert "**Warning: mixed stacks.** This group's runs ran on 3 different" in (tmp_path / "out" / "comparison.md").read_text()
+    md = (tmp_path / "out" / "comparison.md").read_text()
+    assert "**Warning: mixed stacks.** This group's runs ran on 3 different" in md
     assert not write_report(STUDY / "runs", tmp_path / "same")["groups"][0]["mixed_stacks"]
 
 

@@ -11,7 +11,8 @@ from ffnlab.report.tables import (
 from ffnlab.report.variants import BASELINE
 
 PROBLEMS_MD: list[Column] = [
-    ("run dir", lambda p: f"`{p['run_dir']}`"), ("status", lambda p: p["kind"].upper()), ("reason", lambda p: p["reason"]),
+    ("run dir", lambda p: f"`{p['run_dir']}`"), ("status", lambda p: p["kind"].upper()),
+    ("reason", lambda p: p["reason"]),
 ]
 FAMILIES_MD: list[Column] = [
     ("family", lambda f: f["family"]), ("variants", lambda f: ", ".join(f["variants"])),

@@ -124,7 +124,8 @@ def load_run(path: Path, run_dir: str) -> Run | Problem:
     diverged = None
     if status == "diverged":
         last = _number(metrics.get("last_finite_loss"))
-        diverged = f"diverged at step {metrics.get('diverged_step')}" + (f" (last finite loss {last:.4f})" if last else "")
+        diverged = f"diverged at step {metrics.get('diverged_step')}"
+        diverged += f" (last finite loss {last:.4f})" if last is not None else ""
     elif not math.isfinite(val_loss):
         diverged = f"val_loss is {val_loss}"
     if diverged:
