@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo train test test-slow clean
+.PHONY: install demo train test test-slow test-container clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: install
 
 test-slow: install
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+# build the image (podman, local Debian base) and run it as clusters do; needs root; not in .ci/run
+test-container:
+	bash scripts/test_container.sh
 
 clean:
 	rm -rf outputs .cache
