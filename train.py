@@ -22,10 +22,17 @@ failed_runs: list[str] = []
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from ffnlab.train import run  # after Hydra parsed the command line: `--help` stays fast
+    from ffnlab.checkpoint import Interrupted  # after Hydra parsed the command line: `--help` stays fast
+    from ffnlab.train import run
 
     try:
         return run(cfg)
+    except Interrupted as stop:
+        # A scheduler's signal stops the whole sweep, not just this point: the record says `interrupted`, and
+        # re-running the command resumes. A handler installed before ours (submitit's requeue) gets the signal next.
+        log.error("Interrupted: %s (%s)", stop, HydraConfig.get().runtime.output_dir)
+        stop.hand_on()
+        sys.exit(stop.exit_code)
     except Exception as error:
         # A config or data error is the user's to fix: say what and stop, without a traceback wall.
         # In a sweep, one failed point must not cost the others: record it, go on, exit non-zero at the end.

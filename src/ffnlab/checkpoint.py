@@ -1,43 +1,160 @@
-"""One `last.ckpt` per run, always the newest: written every N optimizer steps and when training ends, each time to
-a temporary name and renamed, so a kill mid-write leaves the previous `last.ckpt` whole.
+"""One `last.ckpt` per run, always the newest, and a clean stop on a scheduler's signal.
 
-Lightning's ModelCheckpoint does neither here: with `max_steps` not a multiple of its step cadence the final weights
-are never saved, and a re-run in the same directory writes `last-v1.ckpt` beside a stale `last.ckpt`.
+`LastCheckpoint` is the run's only checkpoint callback (two ModelCheckpoints would write `last-v1.ckpt`):
+  - it saves every `every_n_steps` optimizer steps and/or every `every_n_minutes`, and when training ends;
+  - each save goes to a temporary name and is renamed, so a kill mid-write leaves the previous `last.ckpt` whole;
+  - saves happen at the end of a training batch (`on_train_batch_end`), where Lightning's own ModelCheckpoint saves:
+    its restore logic assumes that point (it steps the LR schedule and counters on from there), and a resume then
+    continues exactly; a save at the start of the next batch resumes one batch out of step with validation;
+  - SIGTERM, SIGINT, SIGUSR1 and SIGUSR2 ask for a stop: at the end of the current step it saves and raises
+    `Interrupted`. Under DDP the ranks agree on "stop" and "save now" with one tiny all-reduce per step, so a signal
+    that reaches one rank stops them all at the same step.
+
+Lightning's own SIGTERM handling (raise at the end of a batch) is replaced while training runs; the handlers that
+were installed before the Trainer (submitit's requeue handler, say) are kept in `Interrupted.previous_handler`, so
+the caller can hand the signal on once the run's record is written.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from ffnlab.atomic import write_atomic
 
+log = logging.getLogger("ffnlab")
+
 LAST = "last.ckpt"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+
+# Test-only hooks (environment variables, read when a run starts): signal this process at a given step of a run that
+# did not resume ("4:SIGKILL"), and pause between writing a checkpoint and renaming it (seconds).
+TEST_SIGNAL_AT_STEP = "FFNLAB_TEST_SIGNAL_AT_STEP"
+TEST_PAUSE_BEFORE_RENAME = "FFNLAB_TEST_PAUSE_BEFORE_RENAME"
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after saving `last.ckpt` at `step`."""
+
+    def __init__(self, signum: int, step: int, previous_handler):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; last.ckpt saved, re-run to resume")
+        self.signum, self.step, self.previous_handler = signum, step, previous_handler
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention for "ended by signal N"
+
+    def hand_on(self) -> None:
+        """Call the handler that was installed before ffnlab's (e.g. submitit's checkpoint-and-requeue, which
+        requeues the job and exits); a no-op when there was none."""
+        if callable(self.previous_handler):
+            self.previous_handler(self.signum, None)
 
 
 class LastCheckpoint(Callback):
-    def __init__(self, dirpath: str | Path, every_n_steps: int):
+    def __init__(self, dirpath: str | Path, every_n_steps: int | None, every_n_minutes: float | None = None):
         self.path = Path(dirpath) / LAST
-        self.every_n_steps = every_n_steps
+        self.every_n_steps, self.every_n_minutes = every_n_steps, every_n_minutes
         self._saved_step = -1
+        self._saved_at = time.monotonic()
+        self._signal: int | None = None
+        # The handlers in place before the Trainer: Lightning installs its own between here and on_train_start.
+        self._previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+        self._test_signal = _parse_test_signal(os.environ.get(TEST_SIGNAL_AT_STEP))
+        self._test_pause = float(os.environ.get(TEST_PAUSE_BEFORE_RENAME) or 0)
+        self._resumed_at = 0
+
+    # ------------------------------------------------------------------------------------------ signals
+
+    def _on_signal(self, signum, frame) -> None:
+        if self._signal is None:
+            log.warning("received %s: saving a checkpoint at the next step boundary, then stopping",
+                        signal.Signals(signum).name)
+        self._signal = signum
+
+    def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
+        self._resumed_at = trainer.global_step
+        if trainer.is_global_zero:  # what a kill mid-save left behind: never read, so never wanted
+            for stale in self.path.parent.glob(f".{LAST}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        if threading_is_main():
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, self._on_signal)
+
+    def teardown(self, trainer: L.Trainer, pl_module, stage: str) -> None:
+        if threading_is_main():
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+    # --------------------------------------------------------------------------------------- cadence
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self._test_signal and step == self._test_signal[0] and self._resumed_at == 0:
+            os.kill(os.getpid(), self._test_signal[1])
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step % self.every_n_steps == 0:
+        step = trainer.global_step
+        if step == self._saved_step:  # later batches of one step under gradient accumulation
+            return
+        due_by_steps = bool(self.every_n_steps) and step > 0 and step % self.every_n_steps == 0
+        due_by_time = self.every_n_minutes is not None and time.monotonic() - self._saved_at >= 60 * self.every_n_minutes
+        stop, due = self._agree(trainer, self._signal or 0, due_by_steps or due_by_time)
+        if due or stop:
             self.save(trainer)
+        if stop:
+            raise Interrupted(stop, step, self._previous.get(stop))
 
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
         self.save(trainer)
 
+    @staticmethod
+    def _agree(trainer: L.Trainer, signum: int, due: bool) -> tuple[int, bool]:
+        """Every rank takes the same decision: stop if any rank got a signal, save if any rank says it is due."""
+        if trainer.world_size == 1:
+            return signum, due
+        flags = torch.tensor([signum, int(due)], device=trainer.strategy.root_device)
+        flags = trainer.strategy.reduce(flags, reduce_op="max")
+        return int(flags[0]), bool(flags[1])
+
     def save(self, trainer: L.Trainer) -> None:
-        """Collective (every rank calls it; rank 0 writes). A step already saved is not saved again, which also
-        covers the batches of one step under gradient accumulation."""
-        if trainer.global_step in (self._saved_step, 0):
+        """Collective (every rank calls it; rank 0 writes). Full state: weights, optimizer, LR schedule, loops."""
+        step = trainer.global_step
+        if step in (self._saved_step, 0):
             return
-        # Full state (optimizer, schedule, loops): what an exact resume needs.
         if trainer.is_global_zero:
-            write_atomic(self.path, lambda tmp: trainer.save_checkpoint(tmp, weights_only=False))
+            write_atomic(self.path, lambda tmp: self._write(trainer, tmp))
         else:
             trainer.save_checkpoint(self.path, weights_only=False)  # joins the collective parts; only rank 0 writes
-        self._saved_step = trainer.global_step
+        self._saved_step, self._saved_at = step, time.monotonic()
+
+    def _write(self, trainer: L.Trainer, tmp: Path) -> None:
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if self._test_pause:
+            time.sleep(self._test_pause)
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _parse_test_signal(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    step, name = value.split(":")
+    return int(step), int(getattr(signal, name))
+
+
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a checkpoint was saved at, without reading its tensors into memory."""
+    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    return int(checkpoint["global_step"])

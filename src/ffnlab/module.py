@@ -38,6 +38,9 @@ class LanguageModel(L.LightningModule):
 
     # ------------------------------------------------------------------ training
     def on_train_batch_start(self, batch, batch_idx):
+        # Counted when the batch is taken, not after it: ffnlab.checkpoint saves in on_train_batch_end, which Lightning
+        # calls before this module's own hook, and a checkpoint must count the batch its weights have seen.
+        self.tokens_seen += batch[0].numel() * self.trainer.world_size
         self._step_started = time.perf_counter()
 
     def training_step(self, batch, batch_idx):
@@ -51,7 +54,6 @@ class LanguageModel(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx):
         step_tokens = batch[0].numel() * self.trainer.world_size
         step_s = time.perf_counter() - self._step_started
-        self.tokens_seen += step_tokens
         self.train_time_s += step_s
         self.log("tokens_per_s", step_tokens / step_s, on_step=True, on_epoch=False)
         self.log("tokens_seen", float(self.tokens_seen), on_step=True, on_epoch=False)
@@ -99,3 +101,10 @@ class LanguageModel(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint.update(self.extra_checkpoint_state)
+        checkpoint["ffnlab_progress"] = {"tokens_seen": self.tokens_seen, "train_time_s": self.train_time_s}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """A resumed run counts the tokens and training time before the interruption too."""
+        progress = checkpoint.get("ffnlab_progress", {})
+        self.tokens_seen = progress.get("tokens_seen", 0)
+        self.train_time_s = progress.get("train_time_s", 0.0)

@@ -39,6 +39,8 @@ RESULTS_FORMAT = 2
 BOOKKEEPING_KEYS = (
     "experiment_name",
     "force",
+    "resume",
+    "checkpoint",  # cadence of checkpoints
     "logger",
     "paths",
     "trainer.enable_progress_bar",
@@ -153,6 +155,11 @@ def check_same_run(
             f"{run_dir} holds a finished run that differs from this one in {'; '.join(differences)}: "
             f"refusing to reuse or overwrite it; {FORCE_HINT}"
         )
+
+
+def read_config(run_dir: Path) -> dict | None:
+    """The run's resolved config.yaml as a dict; None when absent or unreadable."""
+    return _read_yaml(Path(run_dir) / CONFIG_FILE)
 
 
 def _read_yaml(path: Path) -> dict | None:

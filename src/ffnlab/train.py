@@ -6,7 +6,9 @@ import dataclasses
 import logging
 import math
 import shutil
+import signal
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from ffnlab.checkpoint import LastCheckpoint
+from ffnlab.checkpoint import LAST, Interrupted, LastCheckpoint, checkpoint_step
 from ffnlab.config import schema_defaults, to_dataclass
 from ffnlab.data import data_identity
 from ffnlab.errors import ConfigError
@@ -30,7 +32,9 @@ from ffnlab.record import (
     check_same_run,
     clear_metrics,
     comparison_setting,
+    identity_differences,
     is_finished,
+    read_config,
     read_metrics,
     run_identity,
     write_config,
@@ -90,6 +94,22 @@ def reuse_finished(cfg: DictConfig, out_dir: Path, record: dict) -> float:
     return record["val_loss"]
 
 
+RESUMABLE = ("running", "interrupted")  # killed (the record still says running) or stopped by a signal
+
+
+def resumable_checkpoint(cfg: DictConfig, out_dir: Path, record: dict | None, identity: dict) -> Path | None:
+    """The unfinished run's `last.ckpt` when this is the same run (identity as for skipping a finished one);
+    None to start from step 0 (`resume=false`, no checkpoint, a failed run, or a different run)."""
+    checkpoint = out_dir / CHECKPOINT_DIR / LAST
+    if not cfg.resume or not checkpoint.is_file() or not record or record.get("status") not in RESUMABLE:
+        return None
+    differences = identity_differences(record, identity, read_config(out_dir), cfg, schema_defaults())
+    if differences:
+        log.warning("%s holds an unfinished run that differs in %s: starting over", out_dir, "; ".join(differences))
+        return None
+    return checkpoint
+
+
 def start_fresh(cfg: DictConfig, out_dir: Path) -> None:
     """A run that starts from step 0 removes what an earlier attempt left (its record, checkpoints and history),
     so `last.ckpt` is always this run's newest and the history is this run's alone."""
@@ -99,7 +119,7 @@ def start_fresh(cfg: DictConfig, out_dir: Path) -> None:
     write_config(out_dir, cfg)
 
 
-def build(cfg: DictConfig, out_dir: Path) -> Built:
+def build(cfg: DictConfig, out_dir: Path, wandb_id: str) -> Built:
     L.seed_everything(cfg.seed, workers=True)
     ffn_cfg = to_dataclass(FFNConfig, cfg.ffn)
     optim_cfg = to_dataclass(OptimConfig, cfg.optim)
@@ -121,19 +141,27 @@ def build(cfg: DictConfig, out_dir: Path) -> Built:
         module.model = torch.compile(module.model)
 
     loggers = [CSVLogger(out_dir, name="", version=HISTORY_DIR)]
-    loggers += [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    checkpoint = LastCheckpoint(out_dir / CHECKPOINT_DIR, every_n_steps=cfg.trainer.val_check_interval)
+    for name, logger_cfg in (cfg.get("logger") or {}).items():
+        # A resumed run continues its wandb run: the id lives in the run record.
+        loggers.append(instantiate(logger_cfg, **({"id": wandb_id, "resume": "allow"} if name == "wandb" else {})))
+    checkpoint = LastCheckpoint(out_dir / CHECKPOINT_DIR, **cfg.checkpoint)
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=[checkpoint], default_root_dir=out_dir)
     return Built(datamodule, model_cfg, ffn_cfg, optim_cfg, stats, module, trainer, loggers)
 
 
-def fit(cfg: DictConfig, built: Built) -> tuple[float, float]:
-    """Train to max_steps; returns the final (validation, test) loss."""
+def fit(cfg: DictConfig, built: Built, resume_from: Path | None) -> tuple[float, float]:
+    """Train to max_steps (from `resume_from`'s step when given); returns the final (validation, test) loss."""
     trainer, module, datamodule = built.trainer, built.module, built.datamodule
     # After the Trainer exists: it sets the global rank that keeps non-zero ranks from logging.
     for logger in built.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"stats": built.stats})
-    trainer.fit(module, datamodule=datamodule)
+    if resume_from is not None:
+        step = checkpoint_step(resume_from)
+        # Weights, optimizer, LR schedule and loop counters come from the checkpoint; the data position from the
+        # step: the training stream is a pure function of (seed, global sample index).
+        datamodule.start_sample = step * datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+        log.info("resuming from step %d (%s)", step, resume_from)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if trainer.interrupted or trainer.global_step < cfg.trainer.max_steps:
         raise RuntimeError(f"training stopped at step {trainer.global_step} of {cfg.trainer.max_steps}")
     # Fit's last validation is of the final weights when it ran at the last step (a pass costs seconds on a CPU).
@@ -196,13 +224,18 @@ def run(cfg: DictConfig) -> float:
 
     started = time.perf_counter()
     finished = False
-    try:  # whatever fails from here on, a bad setting included, leaves a failed record the report lists
+    who = {"ffn": cfg.ffn.name, "seed": cfg.seed}
+    try:  # whatever fails from here on, a bad setting included, leaves a record the report lists
         identity = run_identity(cfg, data_identity(cfg.data))
+        resume_from = None if cfg.force else resumable_checkpoint(cfg, out_dir, previous, identity)
+        wandb_id = (previous or {}).get("wandb_id") if resume_from else uuid.uuid4().hex[:12]
         if rank_zero_only.rank == 0:
-            start_fresh(cfg, out_dir)
-        built = build(cfg, out_dir)
-        losses = fit(cfg, built)
-        metrics = final_record(cfg, built, identity, losses, time.perf_counter() - started)
+            if resume_from is None:
+                start_fresh(cfg, out_dir)
+            write_metrics(out_dir, {"status": "running", **identity, **who, "wandb_id": wandb_id})
+        built = build(cfg, out_dir, wandb_id)
+        losses = fit(cfg, built, resume_from)
+        metrics = final_record(cfg, built, identity, losses, time.perf_counter() - started) | {"wandb_id": wandb_id}
         if built.trainer.is_global_zero:
             write_metrics(out_dir, metrics)
             for logger in built.loggers[1:]:
@@ -212,10 +245,14 @@ def run(cfg: DictConfig) -> float:
         log.info("val_loss %.4f  val_ppl %.2f  test_loss %.4f  (%s)", val_loss, math.exp(val_loss), test_loss, out_dir)
         finished = True
         return val_loss
+    except Interrupted as stop:
+        if rank_zero_only.rank == 0:
+            write_metrics(out_dir, {"status": "interrupted", **identity, **who, "wandb_id": wandb_id,
+                                    "step": stop.step, "signal": signal.Signals(stop.signum).name})
+        raise
     except Exception as error:
         if rank_zero_only.rank == 0:
-            write_metrics(out_dir, {"status": "failed", "ffn": cfg.ffn.name, "seed": cfg.seed,
-                                    "error": f"{type(error).__name__}: {error}"})
+            write_metrics(out_dir, {"status": "failed", **who, "error": f"{type(error).__name__}: {error}"})
         raise
     finally:
         _finish_wandb(exit_code=0 if finished else 1)
