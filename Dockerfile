@@ -44,8 +44,7 @@ RUN if [ "$WITH_TESTS" = 1 ]; then \
         python -c 'import tomllib; print("\n".join(tomllib.load(open("/tmp/deps/pyproject.toml", "rb"))["project"]["optional-dependencies"]["test"]))' \
             > /tmp/deps/test-requirements.txt \
         && pip install -r /tmp/deps/test-requirements.txt \
-        && apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/* \
-        && touch /opt/venv/.installed; \
+        && apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*; \
     fi
 
 # One mountable root for everything a run writes, writable by any uid (clusters run as the submitting user):
@@ -65,9 +64,11 @@ RUN mkdir -p /workspace/outputs /workspace/cache /workspace/home \
     && useradd --uid 10001 --gid 0 --home-dir /workspace/home --no-create-home --shell /bin/bash ffnlab
 
 # The code last, and the package without its dependencies (editable: config.py finds conf/ and data/ beside src/).
+# The venv matches this pyproject.toml (it keys the dependency layers), so the Makefile's install stamp is newer.
 WORKDIR /opt/ffnlab
 COPY . .
-RUN pip install --no-deps --no-build-isolation -e . && python -m compileall -q src scripts train.py
+RUN pip install --no-deps --no-build-isolation -e . && python -m compileall -q src scripts train.py \
+    && if [ "$WITH_TESTS" = 1 ]; then touch /opt/venv/.installed; fi
 
 USER 10001
 # `docker run IMAGE ffn=geglu trainer=gpu` trains (arguments that look like Hydra overrides or flags go to
