@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from ffnlab.report.comparisons import gated_vs_ungated, vs_baseline
+from ffnlab.report.comparisons import Losses, gated_vs_ungated, vs_baseline
 from ffnlab.report.records import Group, Run
 from ffnlab.report.stacks import stack_summary
 from ffnlab.report.stats import ALPHA, median_std, pooled_std, sample_std, spearman
@@ -109,10 +110,23 @@ def family_means(rows: list[dict]) -> list[dict]:
     return families
 
 
-def analyse_group(group: Group) -> dict:
+@dataclass
+class Choice:
+    """A group's runs at each variant's best LR: what every comparison of the group (or across groups) uses."""
+
+    split: str  # "test" when every finite run has a test loss, else "val"
+    lrs: list
+    cells: dict  # (variant, lr) -> runs
+    best_lr: dict  # variant -> its LR with the lowest mean validation loss
+    unstable: list  # variants that diverged at every LR
+    chosen: dict  # variant -> its runs at best_lr (not for unstable variants)
+    n_finite: int
+    n_with_test: int
+
+
+def choose(group: Group) -> Choice:
     runs = group.runs
     lrs = sorted({r.lr for r in runs}, key=_lr_order)
-    lr_sweep = len(lrs) > 1
     finite = [r for r in runs if not r.diverged]
     n_with_test = sum(r.test_loss is not None for r in finite)
     split = "test" if finite and n_with_test == len(finite) else "val"
@@ -134,6 +148,20 @@ def analyse_group(group: Group) -> dict:
     # others and has no mean to compare.
     unstable = [v for v in variants if any(r.diverged for r in cells[(v, best_lr[v])])]
     chosen = {v: cells[(v, best_lr[v])] for v in variants if v not in unstable}
+    return Choice(split, lrs, cells, best_lr, unstable, chosen, len(finite), n_with_test)
+
+
+def seed_losses(choice: Choice, split: str) -> Losses:
+    """variant -> seed -> final loss on `split`, at the variant's best LR."""
+    return {v: {r.seed: final_loss(r, split) for r in runs} for v, runs in choice.chosen.items()}
+
+
+def analyse_group(group: Group) -> dict:
+    runs = group.runs
+    choice = choose(group)
+    split, lrs, cells, best_lr, unstable, chosen = (
+        choice.split, choice.lrs, choice.cells, choice.best_lr, choice.unstable, choice.chosen)
+    lr_sweep = len(lrs) > 1
 
     rows = [cell_row(v, best_lr[v], chosen[v], split) for v in chosen]
     rows.sort(key=lambda r: (r["loss_mean"], r["variant"]))
@@ -151,22 +179,22 @@ def analyse_group(group: Group) -> dict:
                     lr_rows.append({**cell_row(v, lr, cells[(v, lr)], split), "best": lr == best_lr[v]})
 
     in_paper = [r for r in rows if r["paper_log_ppl"] is not None]
-    losses = {v: {r.seed: final_loss(r, split) for r in chosen[v]} for v in chosen}
+    losses = seed_losses(choice, split)
     paired = vs_baseline(losses, order)
-    seed_losses = [list(losses[v].values()) for v in order]
+    by_variant = [list(losses[v].values()) for v in order]
     experiments = sorted({r.experiment for r in runs if r.experiment})
     return {
         "index": group.index,
         "setting": group.setting,
         "experiments": experiments,
         "n_runs": len(runs),
-        "n_diverged": len(runs) - len(finite),
+        "n_diverged": len(runs) - choice.n_finite,
         **stack_summary(runs),
         "lr_sweep": lr_sweep,
         "lrs": lrs,
         "best_lr": best_lr if lr_sweep else None,
         "split": split,
-        "split_note": _split_note(lr_sweep, split, len(finite), n_with_test),
+        "split_note": _split_note(lr_sweep, split, choice.n_finite, choice.n_with_test),
         "rows": rows,
         "diverged_at_every_lr": unstable,
         "lr_rows": lr_rows,
@@ -174,8 +202,8 @@ def analyse_group(group: Group) -> dict:
         "spearman_variants": [r["variant"] for r in in_paper],
         "paired_vs_relu": paired,
         "paired_sentence": paired_sentence(paired),
-        "seed_std_pooled": pooled_std(seed_losses),
-        "seed_std_median": median_std(seed_losses),
+        "seed_std_pooled": pooled_std(by_variant),
+        "seed_std_median": median_std(by_variant),
         "families": family_means(rows),
         "gated_minus_ungated": gated_vs_ungated(losses),
     }

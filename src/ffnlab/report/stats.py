@@ -51,6 +51,16 @@ def holm(pvalues: list[float | None]) -> list[float | None]:
     return adjusted
 
 
+def bonferroni(pvalues: list[float | None]) -> list[float | None]:
+    """Bonferroni-adjusted p-values: p times m (the tests that ran), capped at 1; None stays None.
+
+    For comparisons declared one by one in an analysis plan (the compute ladder's 2 gaps x budgets), where
+    the plan fixed Bonferroni; adjusted p < alpha is exactly raw p < alpha / m.
+    """
+    m = sum(p is not None for p in pvalues)
+    return [None if p is None else min(1.0, m * p) for p in pvalues]
+
+
 def spearman(xs: list[float], ys: list[float]) -> float | None:
     """Spearman's rho (average ranks for ties); None when undefined (fewer than 2 points, or a constant side)."""
     if len(xs) != len(ys):
