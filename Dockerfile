@@ -20,7 +20,7 @@ ARG PIP_CERT
 ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
@@ -44,7 +44,7 @@ RUN if [ "$WITH_TESTS" = 1 ]; then \
         python -c 'import tomllib; print("\n".join(tomllib.load(open("/tmp/deps/pyproject.toml", "rb"))["project"]["optional-dependencies"]["test"]))' \
             > /tmp/deps/test-requirements.txt \
         && pip install -r /tmp/deps/test-requirements.txt \
-        && apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*; \
+        && apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; \
     fi
 
 # One mountable root for everything a run writes, writable by any uid (clusters run as the submitting user):
