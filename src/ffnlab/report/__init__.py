@@ -1,5 +1,8 @@
 """Run records of a sweep -> comparison tables, paired tests and plots (+ a wandb table).
 
+Runs are analysed per group of identical setting; across groups, two that differ in one key are a paired
+factor (ffnlab.report.factors) and groups that differ only in budget are a compute ladder (ffnlab.report.ladder).
+
 Reads only what training leaves in each run dir (config.yaml, metrics.json, csv/metrics.csv) and
 imports nothing from ffnlab's training code, so it runs without torch.
 
@@ -15,7 +18,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ffnlab.report.analysis import analyse_group
-from ffnlab.report.plots import plot_group
+from ffnlab.report.factors import analyse_factor, find_factors
+from ffnlab.report.ladder import analyse_ladder, find_ladders
+from ffnlab.report.plots import plot_group, plot_ladder
 from ffnlab.report.records import group_by_setting, load_sweep, setting_differences
 from ffnlab.report.document import render_markdown
 from ffnlab.report.tables import write_csv
@@ -35,15 +40,24 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None) -> dict:
     groups = group_by_setting(runs)
     projects = sorted({r.wandb_project for r in runs if r.wandb_project})
     where = Path(os.path.relpath(sweep_dir.resolve(), exclude)) if exclude is not None else Path(sweep_dir.name)
+    analyses = [analyse_group(g) for g in groups]
     report = {
         "sweep_dir": where.as_posix(),
         "n_run_dirs": len({r.run_dir for r in runs} | {p.run_dir for p in problems}),  # a diverged run is in both
         "experiments": sorted({r.experiment for r in runs if r.experiment}),
         "wandb_project": projects[0] if projects else None,
         "group_differences": setting_differences(groups),
-        "groups": [analyse_group(g) for g in groups],
+        "groups": analyses,
         "problems": [asdict(p) for p in problems],
     }
+    # Across groups, only when a sweep has them (a one-group report stays as it was).
+    spearman = {a["index"]: {"rho": a["spearman_vs_paper"], "variants": a["spearman_variants"]} for a in analyses}
+    factors = [f for f in (analyse_factor(key, a, b, spearman) for key, a, b in find_factors(groups)) if f]
+    if factors:
+        report["factors"] = factors
+    ladders = [analyse_ladder(rungs) for rungs in find_ladders(groups)]
+    if ladders:
+        report["ladders"] = ladders
     return report
 
 
@@ -56,6 +70,8 @@ def write_report(sweep_dir: Path, out_dir: Path | None = None, use_wandb: bool =
     several = len(report["groups"]) > 1
     for g in report["groups"]:
         g["plots"] = plot_group(g, sweep_dir, out_dir, prefix=f"group{g['index']}_" if several else "")
+    for i, ladder in enumerate(report.get("ladders", []), 1):
+        ladder["plot"] = plot_ladder(ladder, out_dir / f"ladder{i if len(report['ladders']) > 1 else ''}.png")
     (out_dir / "comparison.md").write_text(render_markdown(report), encoding="utf-8", newline="\n")
     write_csv(report, out_dir / "comparison.csv")
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", newline="\n")

@@ -5,7 +5,8 @@
 - gated vs ungated: declared before any run, so it is tested on its own at alpha, outside that family.
 
 Power is stated at the alpha each test is judged at: alpha/m for the Holm family (its first, strictest
-step), alpha for the family test.
+step), alpha for the family test. `judged` and the family helpers also serve the comparisons across groups
+(ffnlab.report.factors, ffnlab.report.ladder).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ffnlab.report.document_studies import factor_section, ladder_section
 from ffnlab.report.stacks import describe
 from ffnlab.report.tables import (
     FAMILY_TEST_MD, NA, PAIRED_MD, Column, comparison_md, frames, loss, lr_md, markdown,
@@ -124,6 +125,10 @@ def render_markdown(report: dict) -> str:
                   "|" + "---|" * (len(groups) + 1)]
         lines += [f"| `{k}` | " + " | ".join(str(v) for v in values) + " |" for k, values in differences.items()]
         lines += [""]
+    for factor in report.get("factors", []):
+        lines += factor_section(factor)
+    for ladder in report.get("ladders", []):
+        lines += ladder_section(ladder)
     if not groups:
         lines += ["No finished run to compare.", ""]
     for g in groups:

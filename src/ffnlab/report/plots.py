@@ -1,4 +1,4 @@
-"""PNG plots of one group: validation curves, final-loss bars, family summary, loss vs LR.
+"""PNG plots: of one group (validation curves, final-loss bars, family summary, loss vs LR) and of a ladder.
 
 Figures are built with matplotlib's object API (no pyplot), which renders with Agg and keeps no
 global state between groups. They are drawn in matplotlib's default style (not a user's matplotlibrc) and
@@ -13,23 +13,8 @@ import matplotlib.style
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ffnlab.report.histories import read_history
 from ffnlab.report.variants import BASELINE
-
-
-def read_val_history(run_path: Path) -> pd.Series | None:
-    """val/loss by step from a run's Lightning CSVLogger file; None if the run has none."""
-    csv_path = run_path / "csv" / "metrics.csv"
-    try:
-        history = pd.read_csv(csv_path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return None
-    if "step" not in history or "val/loss" not in history:
-        return None
-    val = history[["step", "val/loss"]].dropna()
-    if val.empty:
-        return None
-    # A resumed run can log the same step twice; the later row is the one that continued.
-    return val.groupby("step")["val/loss"].last()
 
 
 def _save(fig: Figure, path: Path) -> str:
@@ -43,7 +28,7 @@ def plot_val_curves(result: dict, sweep_dir: Path, path: Path) -> str | None:
     ax = fig.add_subplot()
     drawn = 0
     for row in result["rows"]:
-        histories = [h for h in (read_val_history(sweep_dir / d) for d in row["run_dirs"]) if h is not None]
+        histories = [h for h in (read_history(sweep_dir / d, "val/loss") for d in row["run_dirs"]) if h is not None]
         if not histories:
             continue
         # Only steps every seed logged, so the mean at a step never mixes different sets of seeds.
@@ -132,3 +117,23 @@ def plot_group(result: dict, sweep_dir: Path, out_dir: Path, prefix: str) -> dic
             "loss_vs_lr": plot_loss_vs_lr(result, out_dir / f"{prefix}loss_vs_lr.png"),
         }
     return {kind: name for kind, name in made.items() if name is not None}
+
+
+def plot_ladder(ladder: dict, path: Path) -> str | None:
+    """Final loss against training FLOPs per variant (log x): mean over seeds, bars = seed min-max."""
+    points = [p for p in ladder["points"] if p["train_flops"] is not None]
+    if not points:
+        return None
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=(7, 4.5))
+        ax = fig.add_subplot()
+        for variant in sorted({p["variant"] for p in points}):
+            mine = sorted((p for p in points if p["variant"] == variant), key=lambda p: p["train_flops"])
+            means = [p["loss_mean"] for p in mine]
+            bars = [[m - p["loss_min"] for m, p in zip(means, mine)], [p["loss_max"] - m for m, p in zip(means, mine)]]
+            ax.errorbar([p["train_flops"] for p in mine], means, yerr=bars, marker="o", capsize=3, label=variant)
+        ax.set_xscale("log")
+        ax.set(xlabel="training FLOPs (flops_per_token × tokens_seen)", ylabel=f"final {ladder['split']} loss (nats)",
+               title="Final loss vs training compute: mean over seeds, bars = min-max")
+        ax.legend(fontsize="small")
+        return _save(fig, path)

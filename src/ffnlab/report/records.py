@@ -77,7 +77,7 @@ def _read_yaml(path: Path) -> dict:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _dig(tree: dict, dotted: str):
+def dig(tree: dict, dotted: str):
     for key in dotted.split("."):
         if not isinstance(tree, dict):
             return None
@@ -94,7 +94,7 @@ def load_run(path: Path, run_dir: str) -> Run | Problem:
     config = _read_yaml(path / "config.yaml")
     metrics_path = path / "metrics.json"
     if not metrics_path.exists():
-        who = f"ffn={_dig(config, 'ffn.name')}, seed={config.get('seed')}"
+        who = f"ffn={dig(config, 'ffn.name')}, seed={config.get('seed')}"
         return Problem(run_dir, "unfinished", f"config.yaml but no metrics.json ({who}): running, killed or preempted")
     try:
         metrics = json.loads(metrics_path.read_text())
@@ -108,11 +108,11 @@ def load_run(path: Path, run_dir: str) -> Run | Problem:
     if status not in ("finished", "diverged"):
         return Problem(run_dir, "unfinished", f"metrics.json has status {status!r}, not 'finished'")
 
-    ffn = metrics.get("ffn") or _dig(config, "ffn.name")
+    ffn = metrics.get("ffn") or dig(config, "ffn.name")
     # Records before labels existed carry only the name: it was also their label.
     variant = metrics.get("variant") or ffn
     seed = metrics.get("seed", config.get("seed"))
-    lr = _number(metrics["lr"] if "lr" in metrics else _dig(config, "optim.lr"))
+    lr = _number(metrics["lr"] if "lr" in metrics else dig(config, "optim.lr"))
     val_loss, test_loss = _number(metrics.get("val_loss")), _number(metrics.get("test_loss"))
     setting = metrics.get("setting")
     required = (("ffn", variant), ("seed", seed)) + ((("val_loss", val_loss),) if status == "finished" else ())
@@ -142,7 +142,7 @@ def load_run(path: Path, run_dir: str) -> Run | Problem:
         setting=setting,
         metrics=metrics,
         experiment=metrics.get("experiment") or config.get("experiment_name"),
-        wandb_project=_dig(config, "logger.wandb.project"),
+        wandb_project=dig(config, "logger.wandb.project"),
         ffn=str(ffn),
         diverged=diverged,
     )
@@ -194,6 +194,16 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 ABSENT = "<absent>"
+
+# The setting keys that make a compute ladder: how long a run trains (its warmup is a fixed fraction of it).
+# Step cadences (validation, logging) are bookkeeping, kept out of the setting, so they never split a group.
+BUDGET_KEYS = ("max_steps", "optim_warmup_steps")
+
+
+def differing_keys(a: dict, b: dict) -> list[str]:
+    """Setting keys (dotted) whose values differ between two settings; a key one of them lacks differs."""
+    flat_a, flat_b = _flatten(a), _flatten(b)
+    return sorted(k for k in set(flat_a) | set(flat_b) if flat_a.get(k, ABSENT) != flat_b.get(k, ABSENT))
 
 
 def setting_differences(groups: list[Group]) -> dict[str, list]:

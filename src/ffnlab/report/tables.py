@@ -99,25 +99,20 @@ POWER_MD: list[Column] = [
     ("seeds for paper Δ", lambda r: count(r["seeds_for_paper_delta"])),
 ]
 
-PAIRED_MD: list[Column] = [
-    ("variant", lambda r: r["variant"]),
+PAIRED_TEST_MD: list[Column] = [  # what every paired test shows before its verdict
     ("seeds paired", seeds_text),
     ("mean diff", lambda r: signed(r["mean"])),
     ("std of diffs", lambda r: loss(r["std"])),
     ("95% t-interval", interval),
     ("p", lambda r: pvalue(r["p"])),
+]
+
+PAIRED_MD: list[Column] = [("variant", lambda r: r["variant"])] + PAIRED_TEST_MD + [
     ("p (Holm)", lambda r: pvalue(r["p_holm"])),
     ("beyond seed noise", lambda r: YES_NO[r["beyond_noise"]]),
 ] + POWER_MD
 
-FAMILY_TEST_MD: list[Column] = [
-    ("seeds paired", seeds_text),
-    ("mean diff", lambda r: signed(r["mean"])),
-    ("std of diffs", lambda r: loss(r["std"])),
-    ("95% t-interval", interval),
-    ("p", lambda r: pvalue(r["p"])),
-    ("beyond seed noise", lambda r: YES_NO[r["beyond_noise"]]),
-] + POWER_MD
+FAMILY_TEST_MD: list[Column] = PAIRED_TEST_MD + [("beyond seed noise", lambda r: YES_NO[r["beyond_noise"]])] + POWER_MD
 
 ROW_CSV = [
     "variant", "lr", "best", "n_seeds", "n_diverged", "loss_mean", "loss_std", "val_loss_mean", "val_ppl",
