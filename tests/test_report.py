@@ -9,6 +9,9 @@ Fixtures (tests/fixtures/report_sweep/, copied to tmp_path so nothing is written
 
 tests/fixtures/report_study/ is a committed study: runs/ (relu, swiglu, geglu x lr {0.003, 0.01} x seeds 0-2,
 one geglu run at lr 0.01 diverged) and the report compare.py made from it, which must regenerate byte for byte.
+
+tests/fixtures/report_factor/ (init as a paired factor) and report_ladder/ (a compute ladder) are described
+above their tests, at the end of this file.
 """
 
 from __future__ import annotations
@@ -374,3 +377,184 @@ def test_wandb_logs_tables_and_plots(sweeps, tmp_path, monkeypatch):
     assert list(fake.logged["group1/paired_vs_relu"][1]["p_holm"]) == [approx(0.026145), approx(0.4226497)]
     assert fake.logged["group1/val_curves"] == ("image", str(tmp_path / "out" / "group1_val_curves.png"))
     assert fake.finished
+
+
+# ---------------------------------------------------------------------------------------------- across groups
+# tests/fixtures/report_factor/init_compare: relu, gelu, swiglu x model.init {gpt2, t5} x seeds 0-2 (relu t5
+# seed 2 unfinished). tests/fixtures/report_ladder/compute_ladder: relu, gelu, reglu, swiglu x 3 seeds at 200
+# and 800 steps (warmup 10%), plus lr 1e-3 for relu and swiglu at 800. Val loss = test - 0.03 in the ladder;
+# its csv train/loss ends on two values averaging to val + 0.02 (200 steps) or val - 0.04 (800), minus 0.002 x seed.
+FACTOR = Path(__file__).parent / "fixtures" / "report_factor" / "init_compare"
+LADDER = Path(__file__).parent / "fixtures" / "report_ladder" / "compute_ladder"
+INIT_TEST = {  # final test losses by seed, as in the fixture's metrics.json files
+    "gpt2": {"relu": [2.0715, 2.0650, 2.0780], "gelu": [2.1420, 2.1350, 2.1500], "swiglu": [2.0600, 2.0700, 2.0650]},
+    "t5": {"relu": [2.0500, 2.0480], "gelu": [2.0900, 2.0950, 2.1000], "swiglu": [2.0300, 2.0380, 2.0420]},
+}
+LADDER_TEST = {  # at each variant's best LR by validation: at 800 steps swiglu's is 1e-3 (val 1.7423 vs 1.7483)
+    200: {"relu": [2.0715, 2.0650, 2.0780], "gelu": [2.1420, 2.1350, 2.1500],
+          "reglu": [2.0800, 2.0720, 2.0850], "swiglu": [2.0600, 2.0700, 2.0650]},
+    800: {"relu": [1.8200, 1.8150, 1.8260], "gelu": [1.8300, 1.8220, 1.8350],
+          "reglu": [1.7900, 1.7850, 1.7980], "swiglu": [1.7700, 1.7680, 1.7790]},
+}
+
+
+def holm_by_hand(ps: list[float]) -> list[float]:
+    order = sorted(range(len(ps)), key=ps.__getitem__)
+    adjusted, running = [0.0] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def check_paired(test: dict, mine: list[float], base: list[float]) -> None:
+    """The report's paired test against scipy's, on the same numbers."""
+    expected = stats.ttest_rel(mine, base)
+    ci = expected.confidence_interval(0.95)
+    diffs = [a - b for a, b in zip(mine, base)]
+    assert (test["n"], test["mean"]) == (len(diffs), approx(sum(diffs) / len(diffs)))
+    assert (test["p"], test["ci_low"], test["ci_high"]) == (approx(expected.pvalue), approx(ci.low), approx(ci.high))
+
+
+@pytest.fixture(scope="module")
+def factor_report(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("factor")
+    shutil.copytree(FACTOR, root / "init_compare")
+    return root, write_report(root / "init_compare", root / "report")
+
+
+@pytest.fixture(scope="module")
+def ladder_report(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("ladder")
+    shutil.copytree(LADDER, root / "compute_ladder")
+    return root, write_report(root / "compute_ladder", root / "report")
+
+
+def test_init_is_a_paired_factor(factor_report):
+    root, report = factor_report
+    assert report["group_differences"] == {"init": ["gpt2", "t5"]} and "ladders" not in report
+    assert [p["run_dir"] for p in report["problems"]] == ["ffn=relu,model.init=t5,seed=2"]
+    (f,) = report["factors"]
+    assert (f["key"], f["levels"], f["groups"], f["split"]) == ("init", ["gpt2", "t5"], [1, 2], "test")
+    assert f["best_lr"] is None
+    tests = {t["variant"]: t for t in f["tests"]}
+    for variant, t5 in INIT_TEST["t5"].items():  # t5 - gpt2 over the seeds both ran
+        check_paired(tests[variant], t5, INIT_TEST["gpt2"][variant][:len(t5)])
+    assert tests["relu"]["seeds"] == [0, 1] and tests["gelu"]["seeds"] == [0, 1, 2]
+    raw = [tests[v]["p"] for v in ("relu", "gelu", "swiglu")]
+    assert [tests[v]["p_holm"] for v in ("relu", "gelu", "swiglu")] == [approx(p) for p in holm_by_hand(raw)]
+    assert [t["variant"] for t in f["tests"]] == ["gelu", "swiglu", "relu"]  # most lowered first
+    assert {v: t["beyond_noise"] for v, t in tests.items()} == {"gelu": True, "swiglu": True, "relu": False}
+    for t in f["tests"]:  # power at the Holm family's first step, 0.05 / 3
+        assert t["alpha"] == approx(0.05 / 3) and power_scipy(t["detectable_diff"], t["std"], t["n"], 0.05 / 3) == \
+            pytest.approx(0.8, abs=1e-9)
+    assert "`init=t5` gives a lower mean loss than `init=gpt2` for 3 of 3 variants." in f["sentence"]
+    assert "Lower beyond seed noise (Holm-adjusted p < 0.05 over 3 tests): gelu, swiglu." in f["sentence"]
+    md = (root / "report" / "comparison.md").read_text()
+    assert "## Factor `init`: t5 − gpt2, paired (groups 1 and 2)" in md and f["sentence"] in md
+
+
+def test_factor_gated_vs_ungated_is_bonferroni_over_levels(factor_report):
+    # each level: swiglu - mean(relu, gelu) per seed; at t5 only seeds 0, 1 have every variant
+    _, report = factor_report
+    (f,) = report["factors"]
+    family = {t["level"]: t for t in f["gated_minus_ungated"]}
+    for level, losses in INIT_TEST.items():
+        n = len(losses["relu"])
+        ungated = [(losses["relu"][s] + losses["gelu"][s]) / 2 for s in range(n)]
+        check_paired(family[level], losses["swiglu"][:n], ungated)
+        assert family[level]["p_bonferroni"] == approx(min(1.0, 2 * family[level]["p"]))
+        assert family[level]["alpha"] == 0.025 and family[level]["m"] == 2
+        assert family[level]["beyond_noise"] == (family[level]["p"] < 0.025)
+        assert family[level]["paper_delta"] == approx(1.944 - (1.997 + 1.983) / 2)
+    # the group section's own test is the same test, judged alone at 0.05
+    assert report["groups"][0]["gated_minus_ungated"]["p"] == approx(family["gpt2"]["p"])
+    assert [s["level"] for s in f["spearman_vs_paper"]] == ["gpt2", "t5"]
+
+
+def test_factor_falls_back_to_validation_when_a_test_loss_is_missing(tmp_path):
+    sweep = tmp_path / "init_compare"
+    shutil.copytree(FACTOR, sweep)
+    record = sweep / "ffn=gelu,model.init=t5,seed=0" / "metrics.json"
+    metrics = json.loads(record.read_text())
+    del metrics["test_loss"]
+    record.write_text(json.dumps(metrics))
+    (f,) = write_report(sweep, tmp_path / "out")["factors"]
+    assert f["split"] == "val"  # the gpt2 group still has every test loss: a difference compares one split
+    gelu = next(t for t in f["tests"] if t["variant"] == "gelu")
+    val = {init: [json.loads((sweep / f"ffn=gelu,model.init={init},seed={s}" / "metrics.json").read_text())["val_loss"]
+                  for s in range(3)] for init in ("gpt2", "t5")}
+    check_paired(gelu, val["t5"], val["gpt2"])
+
+
+def test_one_key_and_budget_are_what_link_groups(glu):
+    # glu_variants' two groups differ in data and data_hash: neither a factor nor a ladder, and the report is as before
+    assert "factors" not in glu and "ladders" not in glu
+
+
+def test_ladder_points_and_lr_choice(ladder_report):
+    root, report = ladder_report
+    assert report["group_differences"] == {"max_steps": [200, 800], "optim_warmup_steps": [20, 80]}
+    assert "factors" not in report  # budget keys make a ladder, not a factor
+    (ladder,) = report["ladders"]
+    assert (ladder["budget_keys"], ladder["groups"], ladder["split"]) == (["max_steps", "optim_warmup_steps"], [1, 2],
+                                                                          "test")
+    assert [(r["label"], r["multiple"]) for r in ladder["rungs"]] == [("200 steps (1×)", 1.0),
+                                                                      ("800 steps (4×)", 4.0)]
+    assert ladder["rungs"][0]["best_lr"] is None
+    assert ladder["rungs"][1]["best_lr"] == {"gelu": 0.003, "reglu": 0.003, "relu": 0.003, "swiglu": 0.001}
+    points = {(p["group"], p["variant"]): p for p in ladder["points"]}
+    flops = {"relu": 5555712, "gelu": 5555712, "reglu": 5572096, "swiglu": 5572096}
+    for (steps, by_variant), group in zip(LADDER_TEST.items(), (1, 2)):
+        for variant, losses in by_variant.items():
+            p = points[group, variant]
+            assert p["train_flops"] == approx(flops[variant] * steps * 2048)
+            assert (p["loss_mean"], p["loss_min"], p["loss_max"]) == (approx(sum(losses) / 3), min(losses), max(losses))
+            assert p["loss_std"] == approx(stats.tstd(losses))
+    data = (root / "report" / "ladder.png").read_bytes()
+    assert ladder["plot"] == "ladder.png" and data[:4] == b"\x89PNG" and len(data) > 1000
+
+
+def test_ladder_gaps_are_bonferroni_over_gaps_and_budgets(ladder_report):
+    root, report = ladder_report
+    (ladder,) = report["ladders"]
+    assert ladder["members"] == ["gelu", "reglu", "relu", "swiglu"]
+    gaps = {(t["gap"], t["group"]): t for t in ladder["gaps"]}
+    assert len(gaps) == 4 and {t["m"] for t in gaps.values()} == {4}
+    per_seed = {}
+    for (steps, losses), group in zip(LADDER_TEST.items(), (1, 2)):
+        gated = [(losses["reglu"][s] + losses["swiglu"][s]) / 2 for s in range(3)]
+        ungated = [(losses["relu"][s] + losses["gelu"][s]) / 2 for s in range(3)]
+        check_paired(gaps["swiglu - relu", group], losses["swiglu"], losses["relu"])
+        check_paired(gaps["gated - ungated", group], gated, ungated)
+        per_seed["swiglu - relu", steps] = [a - b for a, b in zip(losses["swiglu"], losses["relu"])]
+        per_seed["gated - ungated", steps] = [a - b for a, b in zip(gated, ungated)]
+    for t in gaps.values():
+        assert t["p_bonferroni"] == approx(min(1.0, 4 * t["p"])) and t["beyond_noise"] == (t["p"] < 0.0125)
+        assert power_scipy(t["detectable_diff"], t["std"], 3, 0.0125) == pytest.approx(0.8, abs=1e-9)
+    assert gaps["swiglu - relu", 2]["paper_delta"] == approx(-0.053)
+    assert gaps["gated - ungated", 1]["paper_delta"] == approx((1.953 + 1.944 - 1.997 - 1.983) / 2)
+    trends = {t["gap"]: t for t in ladder["trends"]}
+    for gap in trends:  # gap at 800 steps - gap at 200 steps, seed by seed
+        check_paired(trends[gap], per_seed[gap, 800], per_seed[gap, 200])
+    md = (root / "report" / "comparison.md").read_text()
+    assert "Bonferroni over the 4 tests (gaps × budgets): beyond seed noise means p < 0.05/4." in md
+    assert "`max_steps` and `optim_warmup_steps`" in md and "![final loss vs training FLOPs](ladder.png)" in md
+
+
+def test_ladder_train_minus_validation(ladder_report):
+    # train - val by seed: 0.02 - 0.002 s at 200 steps, -0.04 - 0.002 s at 800 -> means 0.018 and -0.042, std 0.002.
+    # relu seed 0 at 800 logged its last step twice (a resume): the later row counts, the stale 9.9999 does not.
+    root, report = ladder_report
+    (ladder,) = report["ladders"]
+    rows = {(r["group"], r["variant"]): r for r in ladder["train_val"]}
+    for (steps, by_variant), group in zip(LADDER_TEST.items(), (1, 2)):
+        for variant, tests in by_variant.items():
+            r = rows[group, variant]
+            val = [t - 0.03 for t in tests]
+            gap = [(0.02 if steps == 200 else -0.04) - 0.002 * s for s in range(3)]
+            assert (r["n"], r["gap_mean"], r["gap_std"]) == (3, approx(sum(gap) / 3), approx(0.002))
+            assert (r["val_loss_mean"], r["train_loss_mean"]) == (approx(sum(val) / 3), approx(sum(val + gap) / 3))
+    assert rows[2, "swiglu"]["lr"] == 0.001
+    md = (root / "report" / "comparison.md").read_text()
+    assert "train/loss over the last 10% of the run's logged training steps" in md
