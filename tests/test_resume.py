@@ -113,3 +113,16 @@ def test_submitit_preemption_requeues_and_resumes(train_cli, uninterrupted, tmp_
     assert logs.count("resuming from step 5") == 2
     assert abs(record(sweep_dir / "ffn=relu,seed=0")["val_loss"] - uninterrupted["val_loss"]) <= 1e-6
     assert record(sweep_dir / "ffn=relu,seed=1")["status"] == "finished"
+
+
+def test_a_resumed_run_continues_its_wandb_run(train_cli, tmp_path):
+    """Offline wandb: the killed attempt and the resumed one log to one run id (offline-run-<time>-<id>)."""
+    run_dir = tmp_path / "run"
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
+           "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    train_cli("ffn=relu", "logger=wandb", f"hydra.run.dir={run_dir}", env={**env, TEST_SIGNAL_AT_STEP: "4:SIGKILL"})
+    resumed = train_cli("ffn=relu", "logger=wandb", f"hydra.run.dir={run_dir}", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ids = {p.name.rsplit("-", 1)[1] for p in (run_dir / "wandb").glob("offline-run-*")}
+    assert ids == {record(run_dir)["wandb_id"]}
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 2  # two attempts, one run
