@@ -126,3 +126,14 @@ def test_a_resumed_run_continues_its_wandb_run(train_cli, tmp_path):
     ids = {p.name.rsplit("-", 1)[1] for p in (run_dir / "wandb").glob("offline-run-*")}
     assert ids == {record(run_dir)["wandb_id"]}
     assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 2  # two attempts, one run
+
+
+def test_resume_under_gradient_accumulation_is_exact(train_cli, tmp_path):
+    """Two micro-batches per step: the checkpoint falls on a step boundary and the data position counts both."""
+    args = ("ffn=relu", "+trainer.accumulate_grad_batches=2")
+    whole = train_cli(*args, f"hydra.run.dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    train_cli(*args, f"hydra.run.dir={tmp_path / 'run'}", env={TEST_SIGNAL_AT_STEP: "4:SIGKILL"})
+    resumed = train_cli(*args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert "resuming from step 3" in resumed.stdout + resumed.stderr
+    assert abs(record(tmp_path / "run")["val_loss"] - record(tmp_path / "whole")["val_loss"]) <= 1e-6

@@ -70,6 +70,7 @@ class LastCheckpoint(Callback):
         self._test_signal = _parse_test_signal(os.environ.get(TEST_SIGNAL_AT_STEP))
         self._test_pause = float(os.environ.get(TEST_PAUSE_BEFORE_RENAME) or 0)
         self._resumed_at = 0
+        self._stepped = 0  # the global step at the last batch end: a step boundary is where it changes
 
     # ------------------------------------------------------------------------------------------ signals
 
@@ -80,7 +81,7 @@ class LastCheckpoint(Callback):
         self._signal = signum
 
     def on_train_start(self, trainer: L.Trainer, pl_module) -> None:
-        self._resumed_at = trainer.global_step
+        self._resumed_at = self._stepped = trainer.global_step
         if trainer.is_global_zero:  # what a kill mid-save left behind: never read, so never wanted
             for stale in self.path.parent.glob(f".{LAST}.*.tmp"):
                 stale.unlink(missing_ok=True)
@@ -102,8 +103,9 @@ class LastCheckpoint(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if step == self._saved_step:  # later batches of one step under gradient accumulation
+        if step == self._stepped:  # a micro-batch under gradient accumulation: no optimizer step, no boundary
             return
+        self._stepped = step
         due_by_steps = bool(self.every_n_steps) and step > 0 and step % self.every_n_steps == 0
         due_by_time = self.every_n_minutes is not None and time.monotonic() - self._saved_at >= 60 * self.every_n_minutes
         stop, due = self._agree(trainer, self._signal or 0, due_by_steps or due_by_time)
