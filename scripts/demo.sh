@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-sweep_dir=outputs/glu_variants_quick
+sweep_dir=${FFNLAB_OUTPUT_DIR:-outputs}/glu_variants_quick  # where train.py puts the sweep (conf/train.yaml paths)
 status=0
 "$PY" train.py -m experiment=glu_variants_quick "$@" || status=$?
 "$PY" scripts/compare.py "$sweep_dir" --out "$sweep_dir/report" || status=$?
