@@ -232,3 +232,16 @@ def test_a_key_added_later_set_otherwise_is_refused(copy, compose_tiny):
     as_if_recorded_before_model_init(copy)
     with pytest.raises(RunIdentityError, match="model.init: <absent> -> t5"):
         run(compose_tiny(copy, "ffn=relu", "model.init=t5"))
+
+
+def test_checkpoint_cadence_in_minutes(compose_tiny, tmp_path, monkeypatch):
+    """checkpoint.every_n_minutes=0 (and no step cadence): a save at every optimizer step, and one at the end."""
+    from ffnlab.checkpoint import LastCheckpoint
+
+    saved = []
+    save = LastCheckpoint.save
+    monkeypatch.setattr(
+        LastCheckpoint, "save", lambda self, trainer: saved.append(trainer.global_step) or save(self, trainer)
+    )
+    run(compose_tiny(tmp_path / "run", "ffn=relu", "checkpoint.every_n_steps=null", "checkpoint.every_n_minutes=0"))
+    assert sorted(set(saved)) == [1, 2, 3, 4, 5, 6]

@@ -107,7 +107,8 @@ class LastCheckpoint(Callback):
             return
         self._stepped = step
         due_by_steps = bool(self.every_n_steps) and step > 0 and step % self.every_n_steps == 0
-        due_by_time = self.every_n_minutes is not None and time.monotonic() - self._saved_at >= 60 * self.every_n_minutes
+        minutes = (time.monotonic() - self._saved_at) / 60
+        due_by_time = self.every_n_minutes is not None and minutes >= self.every_n_minutes
         stop, due = self._agree(trainer, self._signal or 0, due_by_steps or due_by_time)
         if due or stop:
             self.save(trainer)
