@@ -18,6 +18,8 @@ for run in "$outputs/$study"/*/; do
   for f in metrics.json config.yaml csv/metrics.csv; do
     [ -f "$run/$f" ] && cp "$run/$f" "$dest/runs/$name/$f"
   done
+  # Paths are bookkeeping (not part of a run's identity): the committed record names this checkout's root <repo>
+  [ -f "$dest/runs/$name/config.yaml" ] && sed -i "s|$PWD|<repo>|g" "$dest/runs/$name/config.yaml"
 done
 find "$dest" -maxdepth 1 -type f ! -name PLAN.md -delete  # the previous report: every file is regenerated
 "$PY" scripts/compare.py "$dest/runs" --out "$dest"
