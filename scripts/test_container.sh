@@ -3,7 +3,8 @@
 # non-root uid, a read-only root with a tmpfs /tmp, a mounted work dir): a 2-point sweep logged to wandb offline,
 # the report on it (both checked here, on the host), the unit tests inside the image, and a rebuild after a
 # code-only change that must reuse the dependency layers. Not part of .ci/run (it needs root and a few minutes).
-# Recipe and flags: ../shared/CONTAINERS.md. Logs and the work dirs: $LOG_DIR.
+# Recipe and flags: the workplace notes on building with podman (a local Debian base, no Docker engine). Logs and
+# the work dirs: $LOG_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
