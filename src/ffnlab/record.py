@@ -148,8 +148,7 @@ def check_same_run(
     run_dir: Path, record: dict, identity: dict, config: DictConfig, defaults: dict | None = None
 ) -> None:
     """Raise RunIdentityError, in one line, when the finished `record` in run_dir is not the run asked for."""
-    recorded_config = _read_yaml(Path(run_dir) / CONFIG_FILE)
-    differences = identity_differences(record, identity, recorded_config, config, defaults)
+    differences = identity_differences(record, identity, read_config(run_dir), config, defaults)
     if differences:
         raise RunIdentityError(
             f"{run_dir} holds a finished run that differs from this one in {'; '.join(differences)}: "
