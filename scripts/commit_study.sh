@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Copy a study's run records (not checkpoints) into docs/results/<study>/runs/ and regenerate its report there:
+# Copy a study's finished (and failed) run records, not checkpoints, into docs/results/<study>/runs/ and regenerate
+# its report there:
 #   bash scripts/commit_study.sh glu_variants_quick [outputs]
 # The report in docs/results/<study>/ is then what `python scripts/compare.py docs/results/<study>/runs
 # --out docs/results/<study>` regenerates, byte for byte. Finished records already committed are kept; a later
@@ -13,7 +14,9 @@ dest=docs/results/$study
 mkdir -p "$dest/runs"
 for run in "$outputs/$study"/*/; do
   name=$(basename "$run")
-  [ -f "$run/metrics.json" ] || [ -f "$run/config.yaml" ] || continue
+  # Finished or failed points only: an unfinished one (running, interrupted, no record) is resumed from its
+  # checkpoint, which is not committed, so its record would only say "unfinished".
+  grep -qE '"status": "(finished|failed|diverged)"' "$run/metrics.json" 2>/dev/null || continue
   mkdir -p "$dest/runs/$name/csv"
   for f in metrics.json config.yaml csv/metrics.csv; do
     [ -f "$run/$f" ] && cp "$run/$f" "$dest/runs/$name/$f"
