@@ -12,41 +12,55 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ffnlab import config
+from ffnlab import config, sweep
 from ffnlab.errors import ConfigError
 
 config.register()
 log = logging.getLogger("ffnlab")
-failed_runs: list[str] = []
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     from ffnlab.checkpoint import Interrupted  # after Hydra parsed the command line: `--help` stays fast
+    from ffnlab.launch import resolve_world
     from ffnlab.train import run
 
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    error = None
     try:
         return run(cfg)
     except Interrupted as stop:
         # A scheduler's signal stops the whole sweep, not just this point: the record says `interrupted`, and
         # re-running the command resumes. A handler installed before ours (submitit's requeue) gets the signal next.
-        log.error("Interrupted: %s (%s)", stop, HydraConfig.get().runtime.output_dir)
+        log.error("Interrupted: %s (%s)", stop, hydra_cfg.runtime.output_dir)
+        error = str(stop)
         stop.hand_on()
         sys.exit(stop.exit_code)
-    except Exception as error:
+    except Exception as failure:
         # A config or data error is the user's to fix: say what and stop, without a traceback wall.
-        # In a sweep, one failed point must not cost the others: record it, go on, exit non-zero at the end.
-        if not isinstance(error, ConfigError) and HydraConfig.get().mode != RunMode.MULTIRUN:
+        # In a sweep, one failed point must not cost the others: its record says so, the sweep goes on and exits
+        # non-zero at the end (ffnlab.sweep reads the records, so that holds under any launcher).
+        error = f"{type(failure).__name__}: {failure}"
+        if not isinstance(failure, ConfigError) and not multirun:
             raise
-        log.error("%s: %s", type(error).__name__, error)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            failed_runs.append(f"{HydraConfig.get().job.override_dirname}: {error}")
+        log.error("%s", error)
+        if multirun:
             return math.nan
         sys.exit(1)
+    finally:
+        if multirun and _rank(cfg, resolve_world) == 0:
+            sweep.note_job(hydra_cfg.sweep.dir, hydra_cfg.job.num, hydra_cfg.runtime.output_dir, error)
+
+
+def _rank(cfg: DictConfig, resolve_world) -> int:
+    try:
+        return resolve_world(cfg.trainer).rank
+    except Exception:  # noqa: BLE001 - a trainer config too broken to say: the point failed, note it
+        return 0
 
 
 if __name__ == "__main__":
     main()
-    if failed_runs:
-        log.error("%d run(s) failed:\n  %s", len(failed_runs), "\n  ".join(failed_runs))
+    if sweep.failed_points:
         sys.exit(1)

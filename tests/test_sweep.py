@@ -138,24 +138,3 @@ def test_failing_point_does_not_stop_the_sweep(train_cli, tmp_path):
     assert [(p["run_dir"], p["kind"]) for p in report["problems"]] == [("model.d_model=30", "failed")]
     assert "head size" in report["problems"][0]["reason"]
     assert [row["variant"] for group in report["groups"] for row in group["rows"]] == ["swiglu"]
-
-
-# ------------------------------------------------------------------------------------------------ DDP
-
-
-@pytest.mark.slow
-def test_two_process_ddp_on_cpu(train_cli, compose_tiny, tmp_path):
-    """2 ranks x batch 4 see the samples one process with batch 8 sees, and evaluation scores every
-    token once: the losses match a single-process run up to float summation order."""
-    from ffnlab.report.records import find_run_dirs
-    from ffnlab.train import run
-
-    done = train_cli("trainer.devices=2", "trainer.strategy=ddp", f"hydra.run.dir={tmp_path}/ddp/run", timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert find_run_dirs(tmp_path / "ddp") == [tmp_path / "ddp" / "run"]  # rank 1 left no run dir of its own
-    ddp = json.loads((tmp_path / "ddp" / "run" / "metrics.json").read_text())
-    assert ddp["status"] == "finished"
-    assert ddp["tokens_seen"] == 6 * (2 * 4) * 32
-
-    single_loss = run(compose_tiny(tmp_path / "single", "data.batch_size=8"))
-    assert ddp["val_loss"] == pytest.approx(single_loss, rel=1e-4)

@@ -35,9 +35,11 @@ LAST = "last.ckpt"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 # Test-only hooks (environment variables, read when a run starts): signal this process at a given step of a run that
-# did not resume ("4:SIGKILL"), and pause between writing a checkpoint and renaming it (seconds).
+# did not resume ("4:SIGKILL"), pause between writing a checkpoint and renaming it (seconds), and make one rank
+# raise mid-training.
 TEST_SIGNAL_AT_STEP = "FFNLAB_TEST_SIGNAL_AT_STEP"
 TEST_PAUSE_BEFORE_RENAME = "FFNLAB_TEST_PAUSE_BEFORE_RENAME"
+TEST_FAIL_RANK_AT_STEP = "FFNLAB_TEST_FAIL_RANK_AT_STEP"  # "<rank>:<step>": that rank raises there (ffnlab.launch)
 
 
 class Interrupted(Exception):
@@ -69,6 +71,7 @@ class LastCheckpoint(Callback):
         self._previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
         self._test_signal = _parse_test_signal(os.environ.get(TEST_SIGNAL_AT_STEP))
         self._test_pause = float(os.environ.get(TEST_PAUSE_BEFORE_RENAME) or 0)
+        self._test_fail = os.environ.get(TEST_FAIL_RANK_AT_STEP)
         self._resumed_at = 0
         self._stepped = 0  # the global step at the last batch end: a step boundary is where it changes
 
@@ -100,6 +103,8 @@ class LastCheckpoint(Callback):
         step = trainer.global_step
         if self._test_signal and step == self._test_signal[0] and self._resumed_at == 0:
             os.kill(os.getpid(), self._test_signal[1])
+        if self._test_fail == f"{trainer.global_rank}:{step}":
+            raise RuntimeError(f"test hook: rank {trainer.global_rank} fails at step {step}")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step

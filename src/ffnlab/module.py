@@ -84,6 +84,20 @@ class LanguageModel(L.LightningModule):
     def on_test_epoch_end(self):
         self._eval_epoch_end("test")
 
+    # ------------------------------------------------------------------ sharding (trainer=fsdp)
+    def configure_model(self):
+        """FSDP2 under ModelParallelStrategy (the only strategy that gives a device mesh): each block is one
+        all-gather unit, the root holds the embedding, the (tied) head and the final norm. Parameters become
+        DTensors before configure_optimizers runs, so the decay groups are chosen on the sharded model."""
+        mesh = self.device_mesh
+        if mesh is None or any(hasattr(p, "device_mesh") for p in self.model.parameters()):
+            return  # not sharded, or already sharded (configure_model runs again for validate/test)
+        from torch.distributed.fsdp import fully_shard
+
+        for block in self.model.blocks:
+            fully_shard(block, mesh=mesh["data_parallel"])
+        fully_shard(self.model, mesh=mesh["data_parallel"])
+
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         cfg = self.optim_cfg

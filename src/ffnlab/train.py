@@ -17,9 +17,9 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from ffnlab import launch
 from ffnlab.checkpoint import LAST, Interrupted, LastCheckpoint, checkpoint_step
 from ffnlab.config import schema_defaults, to_dataclass
 from ffnlab.data import data_identity
@@ -215,28 +215,54 @@ def final_record(cfg: DictConfig, built: Built, identity: dict, losses: tuple[fl
     }
 
 
+@dataclass
+class Start:
+    """Rank 0's decision for a run that trains, read by every rank: resume from a checkpoint or from step 0."""
+
+    identity: dict
+    resume_from: Path | None
+    wandb_id: str
+
+
+def prepare_start(cfg: DictConfig, out_dir: Path, previous: dict | None) -> Start:
+    """On rank 0 only: resume an unfinished identical run, or clear the run dir; the record says `running`."""
+    identity = run_identity(cfg, data_identity(cfg.data))
+    resume_from = None if cfg.force else resumable_checkpoint(cfg, out_dir, previous, identity)
+    wandb_id = (previous or {}).get("wandb_id") if resume_from else uuid.uuid4().hex[:12]
+    if resume_from is None:
+        start_fresh(cfg, out_dir)
+    write_metrics(out_dir, {"status": "running", **identity, "ffn": cfg.ffn.name, "seed": cfg.seed,
+                            "wandb_id": wandb_id})
+    return Start(identity, resume_from, wandb_id)
+
+
 def run(cfg: DictConfig) -> float:
-    """Train one run and write its record; returns the final validation loss (what sweepers minimise)."""
+    """Train one run and write its record; returns the final validation loss (what sweepers minimise).
+    Every rank of the point calls it (ffnlab.launch); rank 0 decides and writes, the others follow."""
+    with launch.point(cfg.trainer) as point:
+        return _run(cfg, point)
+
+
+def _run(cfg: DictConfig, point: launch.Point) -> float:
     out_dir = Path(cfg.paths.output_dir)
-    previous = read_metrics(out_dir)
-    if is_finished(previous) and not cfg.force:
-        return reuse_finished(cfg, out_dir, previous)
+    previous = read_metrics(out_dir) if point.rank == 0 else None
+    reused = point.decide("reuse", lambda: reuse_finished(cfg, out_dir, previous)
+                          if is_finished(previous) and not cfg.force else None)
+    if reused is not None:
+        return reused
 
     started = time.perf_counter()
     finished = False
     who = {"ffn": cfg.ffn.name, "seed": cfg.seed}
+    start = None
     try:  # whatever fails from here on, a bad setting included, leaves a record the report lists
-        identity = run_identity(cfg, data_identity(cfg.data))
-        resume_from = None if cfg.force else resumable_checkpoint(cfg, out_dir, previous, identity)
-        wandb_id = (previous or {}).get("wandb_id") if resume_from else uuid.uuid4().hex[:12]
-        if rank_zero_only.rank == 0:
-            if resume_from is None:
-                start_fresh(cfg, out_dir)
-            write_metrics(out_dir, {"status": "running", **identity, **who, "wandb_id": wandb_id})
-        built = build(cfg, out_dir, wandb_id)
-        losses = fit(cfg, built, resume_from)
-        metrics = final_record(cfg, built, identity, losses, time.perf_counter() - started) | {"wandb_id": wandb_id}
-        if built.trainer.is_global_zero:
+        start = point.decide("start", lambda: prepare_start(cfg, out_dir, previous))
+        point.start(OmegaConf.to_container(cfg, resolve=True))
+        built = build(cfg, out_dir, start.wandb_id)
+        losses = fit(cfg, built, start.resume_from)
+        metrics = final_record(cfg, built, start.identity, losses, time.perf_counter() - started)
+        metrics["wandb_id"] = start.wandb_id
+        if point.rank == 0:
             write_metrics(out_dir, metrics)
             for logger in built.loggers[1:]:
                 if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
@@ -246,14 +272,20 @@ def run(cfg: DictConfig) -> float:
         finished = True
         return val_loss
     except Interrupted as stop:
-        if rank_zero_only.rank == 0:
-            write_metrics(out_dir, {"status": "interrupted", **identity, **who, "wandb_id": wandb_id,
+        if point.rank == 0:
+            write_metrics(out_dir, {"status": "interrupted", **start.identity, **who, "wandb_id": start.wandb_id,
                                     "step": stop.step, "signal": signal.Signals(stop.signum).name})
         raise
     except Exception as error:
-        if rank_zero_only.rank == 0:
-            write_metrics(out_dir, {"status": "failed", **who, "error": f"{type(error).__name__}: {error}"})
-        raise
+        cause = point.fail(error)  # this rank's error, or the peer's that broke this rank's collectives
+        # A bad setting fails alike on every rank: say it as itself. Otherwise name the rank that failed first.
+        own = isinstance(error, ConfigError) or cause.startswith(f"rank {point.rank}: ") or not point.world.distributed
+        if point.rank == 0:
+            write_metrics(out_dir, {"status": "failed", **who,
+                                    "error": f"{type(error).__name__}: {error}" if isinstance(error, ConfigError) else cause})
+        if own:
+            raise
+        raise launch.PeerFailed(cause) from error
     finally:
         _finish_wandb(exit_code=0 if finished else 1)
 
