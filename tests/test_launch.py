@@ -173,3 +173,15 @@ def test_fsdp_on_two_processes_matches_one_and_its_checkpoint_samples(train_cli,
                               "--prompt", "ROMEO:"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert sampled.returncode == 0, sampled.stderr[-3000:]
     assert sampled.stdout.startswith("ROMEO:") and len(sampled.stdout) > len("ROMEO:")
+
+
+def test_a_failed_point_under_submitit_makes_the_sweep_exit_non_zero(train_cli, tmp_path):
+    """The jobs run in other processes (submitit's local executor), so counting failures in the process that ran
+    the sweep saw none and exited 0; the outcome now comes from the run records."""
+    sweep_dir = tmp_path / "sweep"
+    done = train_cli("-m", "hydra/launcher=submitit_local", "trainer.max_steps=2", "optim.lr=3e-3,-1",
+                     f"hydra.sweep.dir={sweep_dir}", timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output[-3000:]
+    assert "1 of 2 point(s) failed" in output and "optim.lr=-1,trainer.max_steps=2: ConfigError: optim.lr" in output
+    assert record(sweep_dir / "optim.lr=0.003,trainer.max_steps=2")["status"] == "finished"
