@@ -123,7 +123,7 @@ def test_same_text_and_settings_reuse_the_cache(tmp_path, excerpt, monkeypatch, 
         raise AssertionError("retokenized although the cache holds this text and these settings")
 
     monkeypatch.setattr(data, "train_tokenizer", fail)
-    monkeypatch.setattr(data, "encode_ids", fail)
+    monkeypatch.setattr(data.store, "prepare_split", fail)
     with caplog.at_level(logging.INFO, logger="ffnlab.data"):
         second = make_datamodule(tmp_path, excerpt)
     assert second.cache_hit is True and "reusing cached tokens" in caplog.text
@@ -132,7 +132,8 @@ def test_same_text_and_settings_reuse_the_cache(tmp_path, excerpt, monkeypatch, 
     first.prepare_data()  # Lightning's own call after ffnlab.train's: no work
     first.setup("test")
     cache_files = sorted(p.name for p in first.cache_path.iterdir())
-    assert cache_files == ["meta.json", "test.bin", "tokenizer.json", "train.bin", "val.bin"]  # no temp files left
+    # one shard per split, the index, the tokenizer: no temp, state or tail files left
+    assert cache_files == ["index.json", "test.00000.bin", "tokenizer.json", "train.00000.bin", "val.00000.bin"]
 
 
 def test_changed_text_or_vocab_makes_a_new_cache_entry(tmp_path, excerpt):

@@ -1,13 +1,14 @@
-"""Text -> tokenizer (trained on the train split) -> cached token ids -> training and evaluation batches.
+"""Corpus -> tokenizer -> the token store -> training and evaluation batches.
 
-Three sources, one path through the code:
-  - `files` + `split_fractions`: one corpus cut contiguously into train/val/test (`data=tinyshakespeare`);
-  - `train_files` / `val_files` / `test_files`: the user's own split (`data=text_files`);
-  - `hub_path` (+ `hub_name`): a Hugging Face Hub dataset with train/validation/test splits (`data=wikitext2`).
-The tokenizer and the ids of each split live in `cache_dir/tokens/<data_hash>/`, where `data_hash` is
-the sha256 of every split's text and the tokenizer settings: the same text always reuses one entry,
-a changed text or setting never does. Every cache file is written under a temporary name and renamed,
-so concurrent jobs sharing `cache_dir` only ever see complete files.
+Three sources, one path through the code (ffnlab.corpus reads them, ffnlab.store keeps their ids):
+  - `files` + `split_fractions`: one text corpus cut contiguously by characters into train/val/test
+    (`data=tinyshakespeare`);
+  - `train_files` / `val_files` / `test_files`: the user's own split, as UTF-8 text files (`data=text_files`) or as
+    parquet / jsonl files with a `text` column (`data=parquet_fixture`);
+  - `hub_path` (+ `hub_name`, `revision`): a Hugging Face Hub dataset's train/validation/test splits, streamed.
+The ids live in `cache_dir/tokens/<data_hash>/`. For text, `data_hash` is the sha256 of every split's text and the
+tokenizer settings (the same text always reuses one entry, a changed text or setting never does, whatever the files'
+mtimes); for rows, the files' content hashes (or the hub's name and revision) and the settings.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import hashlib
 import json
 import logging
 import os
-import time
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -26,25 +27,21 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ffnlab import corpus, store
 from ffnlab.atomic import write_atomic
 from ffnlab.errors import DataConfigError
-from ffnlab.tokenizer import (
-    TextTokenizer,
-    encode_ids,
-    load_tokenizer_from_json,
-    token_dtype,
-    train_tokenizer,
-    unigram_entropy,
-)
+from ffnlab.tokenizer import TextTokenizer, load_tokenizer_from_json, load_pretrained_tokenizer, train_tokenizer
 from ffnlab.windows import EvalWindows, RandomWindows, rank_and_world_size
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1  # bump when tokenization or the cache layout changes, so old entries are never reused
+CACHE_FORMAT = 1  # part of data_hash: bump only when the ids of a text change (not for a new store layout)
 SPLITS = ("train", "val", "test")
 HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
-TOKENIZERS = ("bpe", "char")
+TOKENIZERS = ("bpe", "char", "pretrained")
 MIN_BPE_VOCAB = 257  # the 256 byte tokens + at least one merge
+TOKENIZER_SAMPLE_CHARS = 100_000_000  # BPE and char vocabularies are learned from this much of the train split
+SHARD_TOKENS = 1 << 24
 OFFLINE_HINT = (
     "data=text_files data.train_files=[train.txt] data.val_files=[valid.txt] data.test_files=[test.txt], "
     "or the embedded corpus: data=tinyshakespeare"
@@ -57,25 +54,13 @@ OFFLINE_HINT = (
 def check_files(paths: str | Sequence[str], key: str) -> list[str]:
     paths = [paths] if isinstance(paths, str) else list(paths)
     if not paths:
-        raise DataConfigError(f"data.{key} lists no files; give one or more UTF-8 text files")
-    checked = []
-    for path in paths:
-        path = os.path.abspath(os.path.expanduser(str(path)))
-        if not os.path.isfile(path):
-            raise DataConfigError(f"data.{key}: data file not found: {path} (expected an existing UTF-8 text file)")
-        if os.path.getsize(path) == 0:
-            raise DataConfigError(f"data.{key}: data file is empty: {path}")
-        checked.append(path)
-    return checked
+        raise DataConfigError(f"data.{key} lists no files; give one or more UTF-8 text (or parquet/jsonl) files")
+    return [corpus.check_file(path, key) for path in paths]
 
 
 def file_identity(path: str) -> dict:
     """A local file's size and content hash (read in 1 MiB chunks): what makes two files the same data."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+    return {"bytes": os.path.getsize(path), "sha256": store.file_sha256(Path(path))}
 
 
 FILE_KEYS = ("files", "train_files", "val_files", "test_files")
@@ -113,91 +98,78 @@ def join_documents(rows: Sequence[str]) -> str:
 
 def split_text(text: str, fractions: Sequence[float]) -> dict[str, str]:
     """Contiguous train/val/test cut by characters: the first fractions[0] of the text is train, and so on."""
-    n = len(text)
+    bounds = split_bounds(len(text), fractions)
+    return {split: text[lo:hi] for split, (lo, hi) in bounds.items()}
+
+
+def split_bounds(n: int, fractions: Sequence[float]) -> dict[str, tuple[int, int]]:
     train_end = int(n * fractions[0])
     val_end = int(n * (fractions[0] + fractions[1]))
-    return {"train": text[:train_end], "val": text[train_end:val_end], "test": text[val_end:]}
+    return {"train": (0, train_end), "val": (train_end, val_end), "test": (val_end, n)}
 
 
-def load_local_texts(files_by_split: dict[str, list[str]], hf_cache_dir: str) -> dict[str, str]:
-    import datasets  # ~1 s to import; sampling needs only the tokenizer above
-
-    try:
-        loaded = datasets.load_dataset("text", data_files=files_by_split, sample_by="document", cache_dir=hf_cache_dir)
-    except datasets.exceptions.DatasetGenerationError as e:
-        if not isinstance(e.__cause__, UnicodeDecodeError):
-            raise
-        files = [path for paths in files_by_split.values() for path in paths]
-        raise DataConfigError(f"data files must be UTF-8 text; one of {files} is not: {e.__cause__}") from e
-    return {split: join_documents(loaded[split]["text"]) for split in files_by_split}
-
-
-def load_hub_texts(hub_path: str, hub_name: str | None, revision: str | None = None) -> dict[str, str]:
-    import datasets
-
-    label = f"{hub_path}/{hub_name}" if hub_name else hub_path
-    try:
-        loaded = datasets.load_dataset(hub_path, hub_name, revision=revision)
-    except ConnectionError as e:  # what datasets raises offline (HF_DATASETS_OFFLINE=1) or without network
-        raise DataConfigError(
-            f"Hub dataset {label} is not in the local Hugging Face cache and the Hub cannot be reached "
-            f"(offline: HF_DATASETS_OFFLINE / HF_HUB_OFFLINE set, or no network). Download it once online, or "
-            f"train on local text instead: {OFFLINE_HINT}"
-        ) from e
-    missing = [hub for hub in HUB_SPLITS.values() if hub not in loaded]
-    if missing:
-        raise DataConfigError(f"Hub dataset {label} has no split {missing}; it has {list(loaded)}")
-    return {split: join_documents(loaded[hub]["text"]) for split, hub in HUB_SPLITS.items()}
-
-
-def text_sha256(texts: dict[str, str]) -> dict[str, str]:
-    return {split: hashlib.sha256(texts[split].encode()).hexdigest() for split in SPLITS}
-
-
-def content_hash(text_digests: dict[str, str], tokenizer: str, vocab_size: int) -> str:
+def content_hash(text_digests: dict, tokenizer: str, vocab_size: int, extra: dict | None = None) -> str:
     """Short hex identity of (text of every split, tokenizer settings): the cache key and the runs' data id."""
     identity = {
         "format": CACHE_FORMAT,
         "tokenizer": tokenizer,
         "vocab_size": vocab_size if tokenizer == "bpe" else None,  # a char vocabulary comes from the text alone
         "text_sha256": text_digests,
+        **(extra or {}),  # settings only some sources have (row separator, pretrained tokenizer, sample size)
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# ------------------------------------------------------------------------------------------------ cache
+# ---------------------------------------------------------------------------------------------- sources
 
 
-def build_cache(
-    entry: Path, texts: dict[str, str], text_digests: dict[str, str], tokenizer: str, vocab_size: int, name: str
-) -> None:
-    start = time.perf_counter()
-    tok = train_tokenizer(tokenizer, texts["train"], vocab_size)
-    if tokenizer == "bpe" and tok.vocab_size < vocab_size:
-        log.warning("the train split supports only %d BPE tokens (asked for %d)", tok.vocab_size, vocab_size)
-    entry.mkdir(parents=True, exist_ok=True)
-    write_atomic(entry / "tokenizer.json", lambda p: p.write_text(tok.to_json()))
-    tokens = {}
-    for split in SPLITS:
-        ids = encode_ids(tok, texts[split])
-        write_atomic(entry / f"{split}.bin", ids.tofile)
-        tokens[split] = len(ids)
-        if split == "val":
-            val_entropy = unigram_entropy(ids, tok.vocab_size)
-    meta = {
-        "format": CACHE_FORMAT,
-        "name": name,
-        "tokenizer": tokenizer,
-        "vocab_size": tok.vocab_size,
-        "dtype": token_dtype(tok.vocab_size).name,
-        "tokens": tokens,
-        "unigram_entropy_val": val_entropy,
-        "text_sha256": text_digests,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
-    # Written last: its presence is what marks the entry complete.
-    write_atomic(entry / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
-    log.info("tokenized %s (%s, vocab %d) in %.1f s: %s", name, tokenizer, tok.vocab_size, meta["seconds"], tokens)
+class SplitSource:
+    """One split's text: `pieces()` streams it (for the tokenizer), `digest()` identifies it (text sources)."""
+
+    def __init__(self, split: str, text_files: list[str] | None = None, chars: tuple[int, int | None] = (0, None),
+                 rows: corpus.RowSource | None = None, separator: str = "newline"):
+        self.split, self.text_files, self.chars, self.rows, self.separator = split, text_files, chars, rows, separator
+
+    def blocks(self) -> Iterator[str]:
+        return corpus.limit_chars(corpus.text_files_stream(self.text_files), *self.chars)
+
+    def pieces(self) -> Iterator[str | None]:
+        if self.rows is not None:
+            return corpus.row_pieces(self.rows.documents(), self.separator)
+        return corpus.to_pieces(self.blocks())
+
+    def digest(self) -> str:
+        """sha256 of the split's text, streamed (equal to hashing the whole text at once); checks it is not empty."""
+        digest, has_text = hashlib.sha256(), False
+        for block in self.blocks():
+            digest.update(block.encode())
+            has_text = has_text or bool(block.strip())
+        if not has_text:
+            raise DataConfigError(f"the {self.split} split is empty (no text besides whitespace)")
+        return digest.hexdigest()
+
+    def total_chars(self) -> int | None:
+        if self.text_files is None:
+            return None
+        lo, hi = self.chars
+        return (hi if hi is not None else sum(os.path.getsize(f) for f in self.text_files)) - lo
+
+
+def count_chars(paths: list[str]) -> int:
+    return sum(len(block) for block in corpus.text_files_stream(paths))
+
+
+def sample_text(source: SplitSource, max_chars: int) -> Iterator[str]:
+    """The first `max_chars` characters of the train split, as pieces: what BPE / char vocabularies learn from."""
+    taken = 0
+    for piece in source.pieces():
+        if piece is None:
+            continue
+        if taken + len(piece) >= max_chars:
+            yield piece[: max_chars - taken]
+            return
+        taken += len(piece)
+        yield piece
 
 
 # -------------------------------------------------------------------------------------------- datamodule
@@ -216,7 +188,9 @@ class TextDataModule(L.LightningDataModule):
         files: Sequence[str] | str | None = None, split_fractions: Sequence[float] | None = None,
         train_files: Sequence[str] | str | None = None, val_files: Sequence[str] | str | None = None,
         test_files: Sequence[str] | str | None = None, hub_path: str | None = None, hub_name: str | None = None,
-        revision: str | None = None,
+        revision: str | None = None, num_proc: int = 1, shard_tokens: int | None = None,
+        verify_cache: bool = False, separator: str | None = None, tokenizer_path: str | None = None,
+        tokenizer_sample_chars: int | None = None, text_column: str | None = None,
     ):
         super().__init__()
         if tokenizer not in TOKENIZERS:
@@ -226,16 +200,30 @@ class TextDataModule(L.LightningDataModule):
                 f"vocab_size={vocab_size} is too small for byte-level BPE: it needs at least {MIN_BPE_VOCAB} "
                 "(256 byte tokens + 1 merge); use tokenizer=char for a character vocabulary"
             )
+        if tokenizer == "pretrained" and not tokenizer_path:
+            raise DataConfigError("tokenizer=pretrained needs data.tokenizer_path: a tokenizer.json path or hub name")
         if seq_len < 1:
             raise DataConfigError(f"seq_len must be positive, got {seq_len}")
+        if separator is not None and separator not in corpus.SEPARATORS:
+            raise DataConfigError(f"data.separator={separator!r} is not accepted; use one of {corpus.SEPARATORS}")
+        if int(num_proc) < 1:
+            raise DataConfigError(f"data.num_proc={num_proc} must be at least 1")
         self.name, self.cache_dir = name, Path(cache_dir).expanduser()
         self.tokenizer_kind, self.requested_vocab_size = tokenizer, vocab_size
+        self.tokenizer_path, self.text_column = tokenizer_path, text_column or "text"
+        self.sample_chars = int(tokenizer_sample_chars or TOKENIZER_SAMPLE_CHARS)
+        self.num_proc, self.shard_tokens = int(num_proc), int(shard_tokens or SHARD_TOKENS)
+        self.verify_cache = bool(verify_cache)
         self.seq_len, self.batch_size, self.eval_batch_size = seq_len, batch_size, eval_batch_size or batch_size
         self.seed, self.num_workers = seed, num_workers
         self.hub_path, self.hub_name, self.revision = hub_path, hub_name, revision
         self.files_by_split, self.split_fractions = self._check_source(
             files, split_fractions, {"train": train_files, "val": val_files, "test": test_files}, hub_path
         )
+        row_files = self.files_by_split and corpus.row_format(self.files_by_split["train"]) is not None
+        self.rows = hub_path is not None or bool(row_files)
+        # Rows are documents: an end-of-document token between them, but for characters the newline convention.
+        self.separator = separator or ("eod" if self.rows and tokenizer != "char" else "newline")
         self.start_sample = 0  # global samples already consumed: set before fit for an exact resume
 
         self.tokenizer: TextTokenizer | None = None
@@ -244,7 +232,7 @@ class TextDataModule(L.LightningDataModule):
         self.tokens_per_split: dict[str, int] | None = None
         self.cache_hit: bool | None = None  # False: this process tokenized; True: it reused the cache
         self._data_hash: str | None = None
-        self._ids: dict[str, np.ndarray] | None = None
+        self._ids: dict | None = None
 
     @staticmethod
     def _check_source(files, split_fractions, split_files, hub_path):
@@ -267,80 +255,165 @@ class TextDataModule(L.LightningDataModule):
                 raise DataConfigError(
                     f"split_fractions must be three positive train/val/test fractions that sum to 1, got {fractions}"
                 )
-            return {"train": check_files(files, "files")}, fractions
+            checked = check_files(files, "files")
+            if corpus.row_format(checked) is not None:
+                raise DataConfigError("data.files + split_fractions takes text files; give parquet/jsonl rows as "
+                                      "data.train_files / val_files / test_files")
+            return {"train": checked}, fractions
         if hub_path is not None:
             return None, None
         missing = [f"{split}_files" for split, paths in split_files.items() if paths is None]
         if missing:
             raise DataConfigError(f"data.{missing[0]} is missing: train_files, val_files and test_files are all needed")
-        return {split: check_files(paths, f"{split}_files") for split, paths in split_files.items()}, None
+        checked = {split: check_files(paths, f"{split}_files") for split, paths in split_files.items()}
+        kinds = {split: corpus.row_format(paths) for split, paths in checked.items()}
+        if len(set(kinds.values())) > 1:
+            raise DataConfigError(f"the splits mix text and row files ({kinds}); use one kind for all three")
+        return checked, None
 
     # --------------------------------------------------------------------------------------- text and hash
 
-    def _load_texts(self) -> dict[str, str]:
+    def sources(self) -> dict[str, SplitSource]:
         if self.hub_path is not None:
-            texts = load_hub_texts(self.hub_path, self.hub_name, self.revision)
-        else:
-            texts = load_local_texts(self.files_by_split, str(self.cache_dir / "hf_datasets"))
-            if self.split_fractions is not None:
-                texts = split_text(texts["train"], self.split_fractions)
-        for split, text in texts.items():
-            if not text.strip():
-                raise DataConfigError(f"the {split} split of data {self.name!r} is empty (no text besides whitespace)")
-        return texts
+            return {split: SplitSource(split, rows=corpus.RowSource(
+                HUB_SPLITS[split], hub_path=self.hub_path, hub_name=self.hub_name, revision=self.revision,
+                text_column=self.text_column), separator=self.separator) for split in SPLITS}
+        if self.rows:
+            return {split: SplitSource(split, rows=corpus.RowSource(
+                split, files=paths, text_column=self.text_column), separator=self.separator)
+                for split, paths in self.files_by_split.items()}
+        if self.split_fractions is not None:
+            files = self.files_by_split["train"]
+            bounds = split_bounds(count_chars(files), self.split_fractions)
+            return {split: SplitSource(split, text_files=files, chars=bounds[split]) for split in SPLITS}
+        return {split: SplitSource(split, text_files=paths) for split, paths in self.files_by_split.items()}
 
     @property
     def data_hash(self) -> str:
         if self._data_hash is None:
-            self._data_hash = content_hash(
-                text_sha256(self._load_texts()), self.tokenizer_kind, self.requested_vocab_size
-            )
+            extra = {}
+            if self.tokenizer_kind == "pretrained":
+                extra["tokenizer_path"] = self.tokenizer_path  # its identity: the file's hash when it is a file
+                if os.path.isfile(os.path.expanduser(self.tokenizer_path)):
+                    extra["tokenizer_sha256"] = store.file_sha256(Path(self.tokenizer_path).expanduser())
+            if self.sample_chars != TOKENIZER_SAMPLE_CHARS:
+                extra["tokenizer_sample_chars"] = self.sample_chars
+            if self.rows:  # rows are named by their files' hashes (or the hub's revision), not read up front
+                identity = (data_identity(OmegaConf.create({"hub_path": self.hub_path, "hub_name": self.hub_name,
+                                                            "revision": self.revision}))
+                            if self.hub_path is not None else
+                            {split: [file_identity(f) for f in paths] for split, paths in self.files_by_split.items()})
+                extra |= {"separator": self.separator, "text_column": self.text_column}
+                digests = {"rows": identity}
+            else:
+                digests = {split: source.digest() for split, source in self.sources().items()}
+            self._data_hash = content_hash(digests, self.tokenizer_kind, self.requested_vocab_size, extra)
         return self._data_hash
 
     @property
     def cache_path(self) -> Path:
         return self.cache_dir / "tokens" / self.data_hash
 
+    # ------------------------------------------------------------------------------------- the token store
+
+    def _open(self) -> bool:
+        """Open the entry if it is complete and sound; False when there is none. A damaged entry is cleared for a
+        rebuild with a warning, or, when the cache is read-only, is one line naming it and the cure."""
+        entry = self.cache_path
+        try:
+            index, ids = store.open_entry(entry, verify=self.verify_cache)
+        except FileNotFoundError:
+            return False
+        except store.BadEntry as bad:
+            if not store.is_writable(entry):
+                raise DataConfigError(
+                    f"token cache entry {entry} is damaged ({bad}) and the cache is read-only: delete that entry "
+                    "where the cache is writable, or set data.cache_dir (or FFNLAB_CACHE_DIR) to a writable directory"
+                ) from None
+            log.warning("token cache entry %s is damaged (%s): rebuilding it", entry, bad)
+            shutil.rmtree(entry)
+            return False
+        self.tokenizer = load_tokenizer_from_json((entry / store.TOKENIZER).read_text())
+        self.vocab_size = self.tokenizer.vocab_size
+        self.unigram_entropy = index["unigram_entropy_val"]
+        self.tokens_per_split = index["tokens"]
+        self._ids = ids
+        return True
+
+    def _build(self) -> None:
+        entry = self.cache_path
+        if not store.is_writable(entry):
+            raise DataConfigError(f"the token cache {self.cache_dir} is read-only and holds no entry for this data "
+                                  f"({entry.name}); prepare it where the cache is writable (scripts/prepare_data.py)")
+        entry.mkdir(parents=True, exist_ok=True)
+        sources = self.sources()
+        tokenizer = self._tokenizer(entry, sources["train"])
+        eod_id = tokenizer.hf.token_to_id(corpus.EOD) if self.separator == "eod" else None
+        splits, tokens = {}, {}
+        for split in SPLITS:
+            splits[split] = store.prepare_split(entry, split, sources[split].pieces, tokenizer, eod_id, self.num_proc,
+                                                self.shard_tokens, sources[split].total_chars())
+            tokens[split] = sum(shard["tokens"] for shard in splits[split])
+            if tokens[split] == 0:
+                raise DataConfigError(f"the {split} split of data {self.name!r} is empty")
+        val = store.TokenShards([str(entry / s["file"]) for s in splits["val"]],
+                                [s["tokens"] for s in splits["val"]], str(store.token_dtype(tokenizer.vocab_size)))
+        store.write_index(entry, {
+            "name": self.name, "tokenizer": self.tokenizer_kind, "vocab_size": tokenizer.vocab_size,
+            "dtype": store.token_dtype(tokenizer.vocab_size).name, "separator": self.separator,
+            "shard_tokens": self.shard_tokens, "tokens": tokens, "splits": splits,
+            "unigram_entropy_val": store.unigram_entropy_of(val, tokenizer.vocab_size),
+        })
+        log.info("tokenized %s (%s, vocab %d) into %s: %s", self.name, self.tokenizer_kind, tokenizer.vocab_size,
+                 entry, tokens)
+
+    def _tokenizer(self, entry: Path, train: SplitSource) -> TextTokenizer:
+        path = entry / store.TOKENIZER
+        if path.is_file():  # an interrupted preparation: its shards were made with this tokenizer
+            return load_tokenizer_from_json(path.read_text())
+        if self.tokenizer_kind == "pretrained":
+            tokenizer = load_pretrained_tokenizer(self.tokenizer_path)
+        else:
+            special = [corpus.EOD] if self.separator == "eod" else []
+            tokenizer = train_tokenizer(self.tokenizer_kind, sample_text(train, self.sample_chars),
+                                        self.requested_vocab_size, special_tokens=special)
+            if self.tokenizer_kind == "bpe" and tokenizer.vocab_size < self.requested_vocab_size:
+                log.warning("the train split supports only %d BPE tokens (asked for %d)", tokenizer.vocab_size,
+                            self.requested_vocab_size)
+        if self.separator == "eod" and tokenizer.hf.token_to_id(corpus.EOD) is None:
+            tokenizer.hf.add_special_tokens([corpus.EOD])
+        write_atomic(path, lambda tmp: tmp.write_text(tokenizer.to_json()))
+        return tokenizer
+
     # ------------------------------------------------------------------------------------- Lightning hooks
 
     def prepare_data(self) -> None:
-        """Load the text and tokenize it into the cache unless an entry for this text + settings exists.
+        """Tokenize the corpus into the store unless a sound entry for this data + settings exists.
 
         Cheap when called again (Lightning calls it after ffnlab.train's own call).
         """
-        if self.cache_hit is not None and (self.cache_path / "meta.json").exists():
+        if self._ids is not None:
             return
-        texts = self._load_texts()
-        digests = text_sha256(texts)
-        self._data_hash = content_hash(digests, self.tokenizer_kind, self.requested_vocab_size)
-        if (self.cache_path / "meta.json").exists():
+        if self._open():
             self.cache_hit = True
             log.info("reusing cached tokens in %s", self.cache_path)
             return
         self.cache_hit = False
-        build_cache(self.cache_path, texts, digests, self.tokenizer_kind, self.requested_vocab_size, self.name)
+        self._build()
+        if not self._open():
+            raise RuntimeError(f"the token store entry {self.cache_path} was not complete after preparing it")
 
     def setup(self, stage: str | None = None) -> None:
-        """Open the cached ids (every rank). Prepares them first if this process has not."""
-        if self._ids is not None:
-            return
-        if self.cache_hit is None or not (self.cache_path / "meta.json").exists():
+        """Open the stored ids (every rank). Prepares them first if this process has not."""
+        if self._ids is None:
             self.prepare_data()
-        meta = json.loads((self.cache_path / "meta.json").read_text())
         for split in ("val", "test", "train"):
-            n = meta["tokens"][split]
+            n = self.tokens_per_split[split]
             if n <= self.seq_len:
                 raise DataConfigError(
                     f"seq_len={self.seq_len} is longer than the {split} split of {self.name!r} ({n} tokens): a "
                     f"window needs seq_len + 1 tokens. Set a smaller model.seq_len (at most {n - 1}) or use more text."
                 )
-        self.tokenizer = load_tokenizer_from_json((self.cache_path / "tokenizer.json").read_text())
-        self.vocab_size = self.tokenizer.vocab_size
-        self.unigram_entropy = meta["unigram_entropy_val"]
-        self.tokens_per_split = meta["tokens"]
-        self._ids = {
-            split: np.memmap(self.cache_path / f"{split}.bin", dtype=meta["dtype"], mode="r") for split in SPLITS
-        }
 
     def tokenizer_json(self) -> str:
         if self.tokenizer is None:

@@ -48,6 +48,9 @@ BOOKKEEPING_KEYS = (
     "trainer.val_check_interval",  # cadence of validation and checkpoints, not numerics
     "trainer.log_every_n_steps",
     "data.num_workers",
+    "data.num_proc",  # preparation processes: the shards are byte-identical for any number
+    "data.shard_tokens",  # how the ids are cut into files, not which ids
+    "data.verify_cache",
     "data.cache_dir",
     "data.files",
     "data.train_files",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from ffnlab.errors import DataConfigError
 
 CHAR_UNKNOWN = "[UNK]"  # id for characters of val/test never seen in train (the last id)
 
@@ -35,23 +39,42 @@ def load_tokenizer_from_json(tokenizer_json: str) -> TextTokenizer:
     return TextTokenizer(Tokenizer.from_str(tokenizer_json))
 
 
-def train_tokenizer(kind: str, text: str, vocab_size: int) -> TextTokenizer:
-    """A tokenizer learned from `text` (the train split): byte-level BPE, or one id per character."""
+def train_tokenizer(kind: str, text: str | Iterable[str], vocab_size: int,
+                    special_tokens: Sequence[str] = ()) -> TextTokenizer:
+    """A tokenizer learned from `text` (the train split, or a bounded sample of it as pieces): byte-level BPE,
+    or one id per character. Pieces cut as ffnlab.corpus cuts them give the vocabulary of the whole text."""
+    pieces = encoding_chunks(text) if isinstance(text, str) else text
     if kind == "char":
-        chars = sorted(set(text))
+        chars = sorted(set().union(*(set(piece) for piece in pieces)))
         vocab = {c: i for i, c in enumerate(chars)} | {CHAR_UNKNOWN: len(chars)}
         hf = Tokenizer(models.WordLevel(vocab, unk_token=CHAR_UNKNOWN))
         hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every char, "\n" too
         hf.decoder = decoders.Fuse()  # join the chars back without spaces
+        if special_tokens:
+            hf.add_special_tokens(list(special_tokens))
         return TextTokenizer(hf)
     hf = Tokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     hf.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        special_tokens=list(special_tokens),
     )
-    hf.train_from_iterator(encoding_chunks(text), trainer=trainer)
+    hf.train_from_iterator(pieces, trainer=trainer)
     return TextTokenizer(hf)
+
+
+def load_pretrained_tokenizer(path_or_name: str) -> TextTokenizer:
+    """A pretrained tokenizer: a `tokenizer.json` file, or a hub name (needs the hub once; reviewed, not run)."""
+    path = Path(path_or_name).expanduser()
+    if path.is_file():
+        return TextTokenizer(Tokenizer.from_file(str(path)))
+    if path.suffix == ".json" or os.sep in str(path_or_name).lstrip("./"):
+        raise DataConfigError(f"data.tokenizer_path: {path} is not a file (a tokenizer.json, or a hub name)")
+    try:
+        return TextTokenizer(Tokenizer.from_pretrained(path_or_name))
+    except Exception as error:  # noqa: BLE001 - offline, unknown name: one line either way
+        raise DataConfigError(f"data.tokenizer_path={path_or_name!r}: no such file, and the hub gave {error}") from None
 
 
 # Right after a newline that sits between two non-space characters, GPT-2's pre-tokenizer pattern always

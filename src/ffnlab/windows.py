@@ -84,7 +84,12 @@ class RandomWindows(_PicklesMemmapAsPath, IterableDataset):
         for batch in itertools.count(worker_id, num_workers):
             local = batch * self.batch_size + np.arange(self.batch_size)
             samples = self.start_sample + self.rank + self.world_size * local
-            rows = torch.from_numpy(self.ids[self.window_starts(samples)[:, None] + window].astype(np.int64))
+            starts = self.window_starts(samples)
+            if hasattr(self.ids, "windows"):  # ffnlab.store.TokenShards: a split in several shards
+                gathered = self.ids.windows(starts, self.seq_len + 1)
+            else:
+                gathered = self.ids[starts[:, None] + window]
+            rows = torch.from_numpy(gathered.astype(np.int64))
             yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 
 
