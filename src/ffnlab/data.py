@@ -266,8 +266,8 @@ class TextDataModule(L.LightningDataModule):
         if missing:
             raise DataConfigError(f"data.{missing[0]} is missing: train_files, val_files and test_files are all needed")
         checked = {split: check_files(paths, f"{split}_files") for split, paths in split_files.items()}
-        kinds = {split: corpus.row_format(paths) for split, paths in checked.items()}
-        if len(set(kinds.values())) > 1:
+        kinds = {split: corpus.row_format(paths) or "text" for split, paths in checked.items()}
+        if len({kind == "text" for kind in kinds.values()}) > 1:
             raise DataConfigError(f"the splits mix text and row files ({kinds}); use one kind for all three")
         return checked, None
 

@@ -24,10 +24,13 @@ import json
 import logging
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
+import types
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +43,8 @@ log = logging.getLogger("ffnlab.data")
 STORE_FORMAT = 2  # 1: one <split>.bin per split and meta.json (rebuilt on sight); 2: shards + index.json
 INDEX = "index.json"
 TOKENIZER = "tokenizer.json"
-BATCH_CHARS = 1 << 20  # text per encoding task: a batch closes at the first piece that reaches it
+BATCH_CHARS = 1 << 18  # text per encoding task: a batch closes at the first piece that reaches it
+TEST_KILL_AFTER_SHARDS = "FFNLAB_TEST_KILL_AFTER_SHARDS"  # test-only: SIGKILL once a split's state holds N shards
 IN_FLIGHT_PER_PROCESS = 2  # batches queued per worker: bounds memory, keeps every worker busy
 
 
@@ -158,11 +162,27 @@ def _init_worker(tokenizer_json: str) -> None:
 def encode_batch(batch: list[str | None], eod_id: int | None, dtype: str, tokenizer: TextTokenizer | None = None):
     """Ids of a batch of pieces (None: an end-of-document token)."""
     tokenizer = tokenizer or _WORKER_TOKENIZER
-    texts = [piece for piece in batch if piece is not None]
-    encoded = iter(tokenizer.hf.encode_batch(texts, add_special_tokens=False) if texts else [])
-    parts = [np.asarray([eod_id], dtype=dtype) if piece is None else np.asarray(next(encoded).ids, dtype=dtype)
-             for piece in batch]
+    if tokenizer.char_table() is not None:
+        parts = [np.asarray([eod_id], dtype=dtype) if piece is None else tokenizer.encode_array(piece, dtype)
+                 for piece in batch]
+    else:
+        texts = [piece for piece in batch if piece is not None]
+        encoded = iter(tokenizer.hf.encode_batch(texts, add_special_tokens=False) if texts else [])
+        parts = [np.asarray([eod_id], dtype=dtype) if piece is None else np.asarray(next(encoded).ids, dtype=dtype)
+                 for piece in batch]
     return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+
+
+@contextmanager
+def _light_main():
+    """Spawned workers re-import the parent's __main__ (train.py or a script, which import torch and Lightning:
+    hundreds of MB per worker). They need only this module, so they are started with an empty __main__."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 def batches(pieces: Iterator[str | None]) -> Iterator[list[str | None]]:
@@ -240,6 +260,8 @@ class ShardWriter:
         for old in self.entry.glob(f"{self.split}.tail.*.bin"):
             if old.name != tail_name:
                 old.unlink(missing_ok=True)
+        if len(self.shards) >= int(os.environ.get(TEST_KILL_AFTER_SHARDS) or 1 << 62):
+            os.kill(os.getpid(), 9)
 
     def finish(self) -> list[dict]:
         if self.pending_tokens:
@@ -299,7 +321,9 @@ def prepare_split(entry: Path, split: str, pieces: Callable[[], Iterator[str | N
                 consume(batch, encode_batch(batch, eod_id, dtype.str, tokenizer))
         else:
             context = multiprocessing.get_context("spawn")  # no fork of a process that holds tokenizer threads
-            with context.Pool(num_proc, initializer=_init_worker, initargs=(tokenizer.to_json(),)) as pool:
+            with _light_main():
+                pool = context.Pool(num_proc, initializer=_init_worker, initargs=(tokenizer.to_json(),))
+            with pool:
                 in_flight: deque = deque()
                 for batch in stream:
                     in_flight.append((batch, pool.apply_async(encode_batch, (batch, eod_id, dtype.str))))
