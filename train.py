@@ -29,6 +29,9 @@ def main(cfg: DictConfig) -> float:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     error = None
     try:
+        if cfg.get("train_tokens") is not None and any(o.startswith("trainer.max_steps=") for o in
+                                                       hydra_cfg.overrides.task):
+            raise ConfigError("train_tokens and trainer.max_steps both set a run's length; give one of them")
         return run(cfg)
     except Interrupted as stop:
         # A scheduler's signal stops the whole sweep, not just this point: the record says `interrupted`, and

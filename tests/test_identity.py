@@ -245,3 +245,38 @@ def test_checkpoint_cadence_in_minutes(compose_tiny, tmp_path, monkeypatch):
     )
     run(compose_tiny(tmp_path / "run", "ffn=relu", "checkpoint.every_n_steps=null", "checkpoint.every_n_minutes=0"))
     assert sorted(set(saved)) == [1, 2, 3, 4, 5, 6]
+
+
+# ------------------------------------------------------------------------------------- global batch and budget
+
+
+def test_a_token_budget_over_a_global_batch_gives_the_same_steps_on_one_or_two_devices(compose_tiny, tmp_path):
+    from ffnlab.budget import apply_budget
+
+    resolved = {}
+    for devices in (1, 2):
+        cfg = compose_tiny(tmp_path, f"trainer.devices={devices}", "data.global_batch_size=8", "data.batch_size=2",
+                           "train_tokens=25600")
+        apply_budget(cfg)
+        resolved[devices] = (cfg.trainer.max_steps, cfg.data.batch_size, cfg.trainer.accumulate_grad_batches)
+    assert resolved == {1: (100, 2, 4), 2: (100, 2, 2)}  # 25,600 tokens / (8 x 32) steps either way
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["trainer.devices=2", "data.global_batch_size=7"], "cannot be split evenly over 2"),
+    (["data.global_batch_size=12", "data.batch_size=5"], "not a multiple of data.batch_size=5"),
+    (["train_tokens=10"], "less than one step"),
+])
+def test_an_uneven_global_batch_or_a_tiny_budget_is_one_line(compose_tiny, tmp_path, overrides, words):
+    from ffnlab.budget import apply_budget
+    from ffnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=words) as error:
+        apply_budget(compose_tiny(tmp_path, *overrides))
+    assert "\n" not in str(error.value)
+
+
+def test_train_tokens_and_max_steps_on_one_command_line_refuse(train_cli, tmp_path):
+    done = train_cli("train_tokens=1000", "trainer.max_steps=5", f"hydra.run.dir={tmp_path}/run")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "give one of them" in output and "Traceback" not in output

@@ -157,7 +157,7 @@ def read_only(tmp_path):
 
     yield mount
     for target in mounts:
-        subprocess.run(["umount", str(target)], check=False)
+        subprocess.run(["umount", "--lazy", str(target)], check=False)  # memmaps may still hold it open
 
 
 def test_a_read_only_cache_with_a_good_entry_is_used_and_a_damaged_one_is_one_line(tmp_path, excerpt, read_only):
@@ -287,3 +287,60 @@ def test_preparing_200_mb_with_a_20_mb_line_stays_under_1_5_gb(tmp_path):
     assert job.returncode == 0, output[-3000:]
     assert peak < 1.5e9, f"peak RSS {peak / 1e9:.2f} GB"
     print(f"peak RSS over the process tree: {peak / 1e6:.0f} MB")
+
+
+def test_a_pretrained_tokenizer_json_is_used_as_is_and_is_part_of_the_identity(tmp_path, excerpt):
+    from ffnlab.tokenizer import train_tokenizer
+
+    trained = train_tokenizer("bpe", excerpt.read_text(encoding="utf-8"), 300)
+    path = tmp_path / "tokenizer.json"
+    path.write_text(trained.to_json())
+    datamodule = text_datamodule(tmp_path / "cache", excerpt, tokenizer="pretrained", tokenizer_path=str(path))
+    val_text = excerpt.read_text(encoding="utf-8")[45_000:47_500]
+    assert datamodule.vocab_size == 300
+    assert np.array_equal(np.asarray(datamodule._ids["val"]), trained.encode_array(val_text, np.uint16))
+    other = train_tokenizer("bpe", excerpt.read_text(encoding="utf-8"), 280)
+    path.write_text(other.to_json())
+    assert text_datamodule(tmp_path / "cache", excerpt, tokenizer="pretrained",
+                           tokenizer_path=str(path)).data_hash != datamodule.data_hash
+    with pytest.raises(DataConfigError, match="tokenizer_path"):
+        TextDataModule(name="t", files=[str(excerpt)], split_fractions=[0.9, 0.05, 0.05], tokenizer="pretrained",
+                       cache_dir=str(tmp_path / "cache"))
+
+
+# ------------------------------------------------------------------------------- C4-shaped corpora (issue 13)
+
+
+def test_validation_and_test_are_carved_from_the_validation_files_and_training_is_capped(tmp_path):
+    """C4 has train and validation only: val = its first N documents, test = the next N."""
+    datamodule = rows_datamodule(tmp_path / "cache", test_files=None, eval_documents=40, max_train_tokens=30_000)
+    eod = datamodule.tokenizer.hf.token_to_id("<|endoftext|>")
+    documents = [json.loads(line)["text"] for line in (ROWS / "val.jsonl").read_text().splitlines()]
+    for split, expected in (("val", documents[:40]), ("test", documents[40:80])):
+        ids = np.asarray(datamodule._ids[split])
+        pieces = np.split(ids, np.flatnonzero(ids == eod) + 1)[:-1]
+        assert [datamodule.tokenizer.decode(p[:-1].tolist()) for p in pieces] == expected
+    assert datamodule.tokens_per_split["train"] == 30_000
+
+
+def test_no_window_repeats_and_two_ranks_read_disjoint_equal_shares(tmp_path):
+    from ffnlab.windows import RandomWindows
+
+    ids = np.arange(40_001, dtype=np.uint32)  # 1,250 windows of 32
+    single = RandomWindows(ids, 32, 10, seed=3, rank=0, world_size=1, sampling="no_repeat")
+    stream = iter(single)
+    starts = np.concatenate([next(stream)[0][:, 0].numpy() for _ in range(125)])  # exactly one pass
+    assert sorted(starts.tolist()) == list(range(0, 40_000, 32))
+    ranks = [iter(RandomWindows(ids, 32, 5, seed=3, rank=r, world_size=2, sampling="no_repeat")) for r in (0, 1)]
+    shares = [np.concatenate([next(r)[0][:, 0].numpy() for _ in range(125)]) for r in ranks]
+    assert len(shares[0]) == len(shares[1]) and not set(shares[0]) & set(shares[1])
+    assert sorted(np.concatenate(shares).tolist()) == sorted(starts.tolist())  # together: the one-process stream
+
+
+def test_a_budget_beyond_the_windows_of_the_corpus_is_one_line(tmp_path):
+    datamodule = rows_datamodule(tmp_path / "cache", sampling="no_repeat")
+    windows = datamodule.train_windows()
+    datamodule.check_budget(windows)
+    with pytest.raises(DataConfigError, match="data.max_epochs") as error:
+        datamodule.check_budget(windows + 1)
+    assert "\n" not in str(error.value)

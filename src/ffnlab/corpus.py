@@ -18,6 +18,7 @@ or, failing that, at `MAX_PIECE_CHARS` exactly; only the last case can differ fr
 from __future__ import annotations
 
 import codecs
+import itertools
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -148,6 +149,10 @@ class RowSource:
     hub_name: str | None = None
     revision: str | None = None
     text_column: str = "text"
+    skip: int = 0  # documents to pass over first (the validation documents, when the test split follows them)
+    take: int | None = None  # then at most this many documents (null: all)
+    hub_files: list[str] | None = None  # hub data files to read (a held-out file for evaluation), null: the split's
+    exclude_files: list[str] | None = None  # hub data files to leave out (the held-out file, from training)
 
     def label(self) -> str:
         if self.files:
@@ -162,9 +167,12 @@ class RowSource:
                 stream = datasets.load_dataset(row_format(self.files), data_files={self.split: self.files},
                                                split=self.split, streaming=True)
             else:
+                files = self.hub_files or self._hub_files_without_excluded()
                 stream = datasets.load_dataset(self.hub_path, self.hub_name, revision=self.revision,
-                                               split=self.split, streaming=True)
-            for row in stream:
+                                               split=self.split, streaming=True,
+                                               **({"data_files": {self.split: files}} if files else {}))
+            stop = None if self.take is None else self.skip + self.take
+            for row in itertools.islice(stream, self.skip, stop):
                 if self.text_column not in row:
                     raise DataConfigError(f"{self.label()} has no {self.text_column!r} column; it has {sorted(row)}")
                 yield row[self.text_column] or ""
@@ -178,6 +186,18 @@ class RowSource:
             if "split" in str(error).lower():
                 raise DataConfigError(f"{self.label()}: no split {self.split!r} ({error})") from None
             raise
+
+
+    def _hub_files_without_excluded(self) -> list[str] | None:
+        """The config's data files minus `exclude_files` (listed from the hub; reviewed, not run: no hub here)."""
+        if not self.exclude_files:
+            return None
+        from huggingface_hub import HfApi
+
+        folder = os.path.dirname(self.exclude_files[0])
+        listed = HfApi().list_repo_files(self.hub_path, repo_type="dataset", revision=self.revision)
+        return sorted(f for f in listed if f.startswith(folder + "/") and f.endswith(".parquet")
+                      and f not in self.exclude_files)
 
 
 def row_pieces(documents: Iterator[str], separator: str) -> Iterator[str | None]:

@@ -191,6 +191,9 @@ class TextDataModule(L.LightningDataModule):
         revision: str | None = None, num_proc: int = 1, shard_tokens: int | None = None,
         verify_cache: bool = False, separator: str | None = None, tokenizer_path: str | None = None,
         tokenizer_sample_chars: int | None = None, text_column: str | None = None,
+        global_batch_size: int | None = None,  # resolved into batch_size and accumulation by ffnlab.budget
+        sampling: str | None = None, max_epochs: int | None = None, eval_documents: int | None = None,
+        max_train_tokens: int | None = None, hub_eval_files: Sequence[str] | None = None,
     ):
         super().__init__()
         if tokenizer not in TOKENIZERS:
@@ -214,9 +217,16 @@ class TextDataModule(L.LightningDataModule):
         self.sample_chars = int(tokenizer_sample_chars or TOKENIZER_SAMPLE_CHARS)
         self.num_proc, self.shard_tokens = int(num_proc), int(shard_tokens or SHARD_TOKENS)
         self.verify_cache = bool(verify_cache)
+        # Large corpora (issue 13): windows that never repeat within max_epochs passes, validation and test carved
+        # from the first 2 x eval_documents documents of the validation source, a cap on the tokens prepared.
+        self.sampling, self.max_epochs = sampling or "random", max_epochs
+        self.eval_documents, self.max_train_tokens = eval_documents, max_train_tokens
+        self.hub_eval_files = list(hub_eval_files) if hub_eval_files else None
         self.seq_len, self.batch_size, self.eval_batch_size = seq_len, batch_size, eval_batch_size or batch_size
         self.seed, self.num_workers = seed, num_workers
         self.hub_path, self.hub_name, self.revision = hub_path, hub_name, revision
+        if eval_documents is not None and test_files is None and val_files is not None:
+            test_files = val_files  # carved: the next eval_documents documents of the same files
         self.files_by_split, self.split_fractions = self._check_source(
             files, split_fractions, {"train": train_files, "val": val_files, "test": test_files}, hub_path
         )
@@ -274,19 +284,46 @@ class TextDataModule(L.LightningDataModule):
     # --------------------------------------------------------------------------------------- text and hash
 
     def sources(self) -> dict[str, SplitSource]:
-        if self.hub_path is not None:
-            return {split: SplitSource(split, rows=corpus.RowSource(
-                HUB_SPLITS[split], hub_path=self.hub_path, hub_name=self.hub_name, revision=self.revision,
-                text_column=self.text_column), separator=self.separator) for split in SPLITS}
         if self.rows:
-            return {split: SplitSource(split, rows=corpus.RowSource(
-                split, files=paths, text_column=self.text_column), separator=self.separator)
-                for split, paths in self.files_by_split.items()}
+            def rows(split: str, **where) -> corpus.RowSource:
+                if self.hub_path is None:
+                    return corpus.RowSource(split, files=self.files_by_split[split], text_column=self.text_column,
+                                            **where)
+                return corpus.RowSource(HUB_SPLITS[split], hub_path=self.hub_path, hub_name=self.hub_name,
+                                        revision=self.revision, text_column=self.text_column, **where)
+
+            if self.eval_documents is None:
+                found = {split: rows(split) for split in SPLITS}
+            else:  # val = the first N documents of the validation source, test = the next N
+                n = int(self.eval_documents)
+                if self.hub_eval_files:  # a dataset with a train split only: a named held-out file
+                    held_out = {"hub_files": self.hub_eval_files}
+                    found = {"train": rows("train", exclude_files=self.hub_eval_files),
+                             "val": rows("train", take=n, **held_out), "test": rows("train", skip=n, take=n, **held_out)}
+                else:
+                    found = {"train": rows("train"), "val": rows("val", take=n), "test": rows("val", skip=n, take=n)}
+            return {split: SplitSource(split, rows=source, separator=self.separator) for split, source in found.items()}
         if self.split_fractions is not None:
             files = self.files_by_split["train"]
             bounds = split_bounds(count_chars(files), self.split_fractions)
             return {split: SplitSource(split, text_files=files, chars=bounds[split]) for split in SPLITS}
         return {split: SplitSource(split, text_files=paths) for split, paths in self.files_by_split.items()}
+
+    def train_windows(self) -> int:
+        """Training windows in one pass (sampling=no_repeat), for the budget check in ffnlab.train."""
+        return (self.tokens_per_split["train"] - 1) // self.seq_len
+
+    def check_budget(self, samples: int) -> None:
+        """A no-repeat budget that needs more windows than max_epochs passes hold is one line, before training."""
+        if self.sampling != "no_repeat":
+            return
+        available = self.train_windows() * int(self.max_epochs or 1)
+        if samples > available:
+            raise DataConfigError(
+                f"the budget needs {samples:,} training windows but the train split holds {self.train_windows():,} "
+                f"(x data.max_epochs={self.max_epochs or 1}); prepare more text (data.max_train_tokens), shorten the "
+                "budget, or allow more passes with data.max_epochs"
+            )
 
     @property
     def data_hash(self) -> str:
@@ -298,6 +335,9 @@ class TextDataModule(L.LightningDataModule):
                     extra["tokenizer_sha256"] = store.file_sha256(Path(self.tokenizer_path).expanduser())
             if self.sample_chars != TOKENIZER_SAMPLE_CHARS:
                 extra["tokenizer_sample_chars"] = self.sample_chars
+            for key in ("eval_documents", "max_train_tokens", "hub_eval_files"):  # what is read, so what is stored
+                if getattr(self, key) is not None:
+                    extra[key] = getattr(self, key)
             if self.rows:  # rows are named by their files' hashes (or the hub's revision), not read up front
                 identity = (data_identity(OmegaConf.create({"hub_path": self.hub_path, "hub_name": self.hub_name,
                                                             "revision": self.revision}))
@@ -351,8 +391,9 @@ class TextDataModule(L.LightningDataModule):
         eod_id = tokenizer.hf.token_to_id(corpus.EOD) if self.separator == "eod" else None
         splits, tokens = {}, {}
         for split in SPLITS:
+            cap = self.max_train_tokens if split == "train" else None
             splits[split] = store.prepare_split(entry, split, sources[split].pieces, tokenizer, eod_id, self.num_proc,
-                                                self.shard_tokens, sources[split].total_chars())
+                                                self.shard_tokens, sources[split].total_chars(), max_tokens=cap)
             tokens[split] = sum(shard["tokens"] for shard in splits[split])
             if tokens[split] == 0:
                 raise DataConfigError(f"the {split} split of data {self.name!r} is empty")
@@ -421,7 +462,8 @@ class TextDataModule(L.LightningDataModule):
         return self.tokenizer.to_json()
 
     def train_dataloader(self) -> DataLoader:
-        windows = RandomWindows(self._ids["train"], self.seq_len, self.batch_size, self.seed, self.start_sample)
+        windows = RandomWindows(self._ids["train"], self.seq_len, self.batch_size, self.seed, self.start_sample,
+                                sampling=self.sampling)
         return self._loader(windows, batch_size=None)  # the dataset yields whole batches
 
     def val_dataloader(self) -> DataLoader:

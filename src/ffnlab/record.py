@@ -185,15 +185,21 @@ def comparison_setting(cfg: DictConfig, model: dict, data_hash: str, launch: dic
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     optim.pop("lr")
     world = launch["devices"] * launch["num_nodes"]
+    global_batch = cfg.data.batch_size * world * launch["accumulate_grad_batches"]
+    if cfg.data.get("global_batch_size") is not None:
+        # The study fixed the global batch (ffnlab.budget): how the hardware splits it is not part of the comparison,
+        # so runs on 1 or 8 GPUs pool (their float results differ at the level of summation order only).
+        batch = {"global_batch_size": global_batch, "cpu_threads": launch["cpu_threads"]}
+    else:
+        batch = {"batch_size": cfg.data.batch_size, **launch}
     return {
         "data": cfg.data.name,
         "data_hash": data_hash,  # text + tokenizer identity
         "tokenizer": cfg.data.tokenizer,
         **model,
         "max_steps": cfg.trainer.max_steps,
-        "batch_size": cfg.data.batch_size,
-        **launch,
-        "global_tokens_per_step": cfg.data.batch_size * world * launch["accumulate_grad_batches"] * model["seq_len"],
+        **batch,
+        "global_tokens_per_step": global_batch * model["seq_len"],
         "precision": str(cfg.trainer.precision),
         "gradient_clip_val": cfg.trainer.gradient_clip_val,
         "torch_compile": bool(cfg.torch_compile),

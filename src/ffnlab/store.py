@@ -225,6 +225,10 @@ class ShardWriter:
         if tail is not None and len(tail):
             self.pending, self.pending_tokens = [tail], len(tail)
 
+    @property
+    def total_tokens(self) -> int:
+        return sum(shard["tokens"] for shard in self.shards) + self.pending_tokens
+
     def append(self, ids: np.ndarray) -> bool:
         """Add a batch's ids; True when it completed at least one shard (then `save_state` is worth calling)."""
         self.pending.append(ids)
@@ -298,8 +302,10 @@ class Progress:
 
 
 def prepare_split(entry: Path, split: str, pieces: Callable[[], Iterator[str | None]], tokenizer: TextTokenizer,
-                  eod_id: int | None, num_proc: int, shard_tokens: int, total_chars: int | None = None) -> list[dict]:
-    """Tokenize one split into shards (resuming an interrupted run of the same entry); returns its shard list."""
+                  eod_id: int | None, num_proc: int, shard_tokens: int, total_chars: int | None = None,
+                  max_tokens: int | None = None) -> list[dict]:
+    """Tokenize one split into shards (resuming an interrupted run of the same entry); returns its shard list.
+    `max_tokens` caps the split: preparation stops there (the rest of the corpus is never read)."""
     dtype = token_dtype(tokenizer.vocab_size)
     writer = ShardWriter(entry, split, shard_tokens, dtype)
     if writer.batches_done:
@@ -310,29 +316,37 @@ def prepare_split(entry: Path, split: str, pieces: Callable[[], Iterator[str | N
     for _ in range(writer.batches_done):  # already in the shards or the tail: read past them, do not encode
         next(stream, None)
 
-    def consume(batch, ids) -> None:
+    def consume(batch, ids) -> bool:
+        """Add a batch's ids; False once the cap is reached."""
+        if max_tokens is not None:
+            ids = ids[: max(0, max_tokens - writer.total_tokens)]
         if writer.append(ids):
             writer.save_state()
         progress.update(batch, len(ids))
+        return max_tokens is None or writer.total_tokens < max_tokens
 
     try:
         if num_proc <= 1:
             for batch in stream:
-                consume(batch, encode_batch(batch, eod_id, dtype.str, tokenizer))
+                if not consume(batch, encode_batch(batch, eod_id, dtype.str, tokenizer)):
+                    break
         else:
             context = multiprocessing.get_context("spawn")  # no fork of a process that holds tokenizer threads
             with _light_main():
                 pool = context.Pool(num_proc, initializer=_init_worker, initargs=(tokenizer.to_json(),))
             with pool:
                 in_flight: deque = deque()
+                going = True
                 for batch in stream:
                     in_flight.append((batch, pool.apply_async(encode_batch, (batch, eod_id, dtype.str))))
                     if len(in_flight) >= num_proc * IN_FLIGHT_PER_PROCESS:
                         done_batch, result = in_flight.popleft()
-                        consume(done_batch, result.get())
-                while in_flight:
+                        going = consume(done_batch, result.get())
+                        if not going:
+                            break
+                while in_flight and going:
                     done_batch, result = in_flight.popleft()
-                    consume(done_batch, result.get())
+                    going = consume(done_batch, result.get())
     finally:
         progress.close()
     shards = writer.finish()

@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from ffnlab import launch
+from ffnlab.budget import apply_budget, world_size
 from ffnlab.checkpoint import LAST, Interrupted, LastCheckpoint, checkpoint_step
 from ffnlab.config import schema_defaults, to_dataclass
 from ffnlab.data import data_identity
@@ -126,6 +127,8 @@ def build(cfg: DictConfig, out_dir: Path, wandb_id: str) -> Built:
     datamodule = instantiate_data(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    accumulate = int(cfg.trainer.get("accumulate_grad_batches", 1) or 1)
+    datamodule.check_budget(cfg.trainer.max_steps * datamodule.batch_size * world_size(cfg.trainer) * accumulate)
     model_cfg = build_model_config(cfg, datamodule.vocab_size)
     stats = model_stats(model_cfg, ffn_cfg)
     log.info("ffn=%s seed=%s %s", variant_label(ffn_cfg), cfg.seed, " ".join(f"{k}={v:,}" for k, v in stats.items()))
@@ -239,6 +242,7 @@ def prepare_start(cfg: DictConfig, out_dir: Path, previous: dict | None) -> Star
 def run(cfg: DictConfig) -> float:
     """Train one run and write its record; returns the final validation loss (what sweepers minimise).
     Every rank of the point calls it (ffnlab.launch); rank 0 decides and writes, the others follow."""
+    apply_budget(cfg)
     with launch.point(cfg.trainer) as point:
         return _run(cfg, point)
 

@@ -40,6 +40,34 @@ def rank_and_world_size() -> tuple[int, int]:
     return 0, 1
 
 
+SAMPLINGS = ("random", "no_repeat")
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def permute(index: np.ndarray, n: int, key: tuple[int, ...]) -> np.ndarray:
+    """A seeded bijection of [0, n), applied elementwise: a 4-round Feistel network on the smallest even number of
+    bits that holds n, cycle-walked back into [0, n) (fewer than 4 rounds of walking on average)."""
+    bits = max(2, int(np.ceil(np.log2(max(n, 2)))))
+    bits += bits % 2
+    half, mask = bits // 2, np.uint64((1 << (bits // 2)) - 1)
+    round_keys = np.random.default_rng(list(key)).integers(0, 2**63, size=4, dtype=np.uint64)
+
+    def feistel(x: np.ndarray) -> np.ndarray:
+        left, right = x >> np.uint64(half), x & mask
+        for k in round_keys:
+            mixed = ((right ^ k) * _MIX) >> np.uint64(64 - half)
+            left, right = right, left ^ (mixed & mask)
+        return (left << np.uint64(half)) | right
+
+    with np.errstate(over="ignore"):  # the multiply is meant to wrap
+        x = np.asarray(index, dtype=np.uint64)
+        pending = np.ones(len(x), dtype=bool)
+        while pending.any():
+            x[pending] = feistel(x[pending])
+            pending &= x >= np.uint64(n)
+    return x.astype(np.int64)
+
+
 class RandomWindows(_PicklesMemmapAsPath, IterableDataset):
     """Endless (x, y) batches of random `seq_len + 1`-token windows; their order depends on `seed` alone.
 
@@ -50,20 +78,38 @@ class RandomWindows(_PicklesMemmapAsPath, IterableDataset):
     out, so the stream does not depend on num_workers either. `start_sample` (a multiple of W*B) skips
     samples already consumed, for an exact resume. Rank and world size are read when the dataset is
     built: DataLoader worker processes have no process group.
+
+    `sampling="no_repeat"` (large corpora, issue 13): the split is cut into n = (tokens - 1) // seq_len windows that
+    share only their boundary token, and sample i is window perm_e(i mod n) of epoch e = i // n, perm_e a seeded
+    bijection of [0, n): no window repeats within an epoch, whatever the ranks, workers or resumes.
     """
 
     def __init__(
         self, ids: np.ndarray, seq_len: int, batch_size: int, seed: int, start_sample: int = 0,
-        rank: int | None = None, world_size: int | None = None,
+        rank: int | None = None, world_size: int | None = None, sampling: str = "random",
     ):
         if len(ids) <= seq_len:
             raise DataConfigError(f"seq_len={seq_len} needs more than {len(ids)} training tokens")
+        if sampling not in SAMPLINGS:
+            raise DataConfigError(f"data.sampling={sampling!r} is not accepted; use one of {', '.join(SAMPLINGS)}")
+        self.sampling = sampling
         self.ids, self.seq_len, self.batch_size, self.seed = ids, seq_len, batch_size, seed
         self.start_sample = start_sample
         self.rank, self.world_size = (rank, world_size) if rank is not None else rank_and_world_size()
         self._block: tuple[int, np.ndarray] | None = None
 
+    @property
+    def windows_per_epoch(self) -> int:
+        return (len(self.ids) - 1) // self.seq_len
+
     def window_starts(self, samples: np.ndarray) -> np.ndarray:
+        if self.sampling == "no_repeat":
+            n = self.windows_per_epoch
+            starts = np.empty(len(samples), dtype=np.int64)
+            for epoch in np.unique(samples // n):
+                in_epoch = samples // n == epoch
+                starts[in_epoch] = permute(samples[in_epoch] % n, n, (self.seed, int(epoch))) * self.seq_len
+            return starts
         blocks = samples // SAMPLES_PER_BLOCK
         starts = np.empty(len(samples), dtype=np.int64)
         for block in np.unique(blocks):
