@@ -55,3 +55,32 @@ def test_each_study_trains_a_few_steps(experiment, overrides, warmup, tiny_overr
     record = json.loads((tmp_path / "metrics.json").read_text())
     # the ladder's second LR writes into the ladder's sweep
     assert record["status"] == "finished" and record["experiment"] == experiment.removesuffix("_lr")
+
+
+def test_the_paper_study_is_sized_as_the_paper_and_its_cost_is_printed():
+    """C4, T5-base shapes, seq 512 x global batch 128 x 65,536 steps with inverse-sqrt; params.py prices it."""
+    import json
+    import subprocess
+    import sys
+
+    from ffnlab.budget import apply_budget
+    from ffnlab.compose import compose_config
+    from ffnlab.compose import sweep_points as points
+
+    REPO = config.REPO_ROOT
+
+    cfg = compose_config(["experiment=glu_variants"])
+    apply_budget(cfg)
+    assert (cfg.data.name, cfg.model.d_model, cfg.model.seq_len, cfg.data.global_batch_size) == ("c4", 768, 512, 128)
+    assert cfg.trainer.max_steps == 65_536 and cfg.optim.schedule == "inverse_sqrt" and cfg.data.sampling == "no_repeat"
+    assert len(points(["experiment=glu_variants"])) == 24
+    short = compose_config(["experiment=glu_variants_short"])
+    apply_budget(short)
+    assert short.trainer.max_steps == 65_536 // 8
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "params.py"), "experiment=glu_variants", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    study = json.loads(done.stdout)["study"]
+    assert study["n_runs"] == 24 and study["total"]["tokens"] == 24 * 65_536 * 128 * 512
+    relu = next(run for run in study["runs"] if run["ffn"] == "relu")
+    assert 1.5 < relu["gpu_hours_H100"] < 3  # 6·N·D at 40% MFU: about 2 h per run, as the issue estimates

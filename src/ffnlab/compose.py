@@ -8,8 +8,26 @@ from omegaconf import DictConfig
 from ffnlab import config
 
 
-def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """The resolved-on-access config for these Hydra overrides (no Hydra run directory is made)."""
+def compose_config(overrides: list[str] | tuple[str, ...] = (), with_hydra: bool = False) -> DictConfig:
+    """The resolved-on-access config for these Hydra overrides (no Hydra run directory is made); `with_hydra`
+    keeps the `hydra` node (a study's sweep parameters)."""
     config.register()
     with initialize_config_dir(config_dir=str(config.CONF_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+        return compose(config_name="train", overrides=list(overrides), return_hydra_config=with_hydra)
+
+
+def sweep_points(overrides: list[str] | tuple[str, ...] = ()) -> list[list[str]]:
+    """The override lists of every point a `python train.py -m <overrides>` sweep would run (the experiment's
+    `hydra.sweeper.params` and comma lists on the command line), in Hydra's order."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    cfg = compose_config([o for o in overrides if "," not in o.partition("=")[2]], with_hydra=True)
+    params = {key: str(value) for key, value in (cfg.hydra.sweeper.params or {}).items()}
+    params |= {o.partition("=")[0]: o.partition("=")[2] for o in overrides if "," in o.partition("=")[2]}
+    parsed = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
+    axes = [[f"{o.key_or_group}={v}" for v in (o.sweep_string_iterator() if o.is_sweep_override() else
+                                                [o.get_value_element_as_str()])] for o in parsed]
+    fixed = [o for o in overrides if "," not in o.partition("=")[2]]
+    return [[*fixed, *point] for point in itertools.product(*axes)] if axes else [list(fixed)]
