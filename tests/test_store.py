@@ -270,10 +270,11 @@ def test_preparing_200_mb_with_a_20_mb_line_stays_under_1_5_gb(tmp_path):
     rng = np.random.default_rng(0)
     words = np.array(["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), size=n)) for n in rng.integers(2, 9, 500)])
     train = tmp_path / "train.txt"
+    lines = "\n".join(" ".join(rng.choice(words, 12)) for _ in range(13_000)) + "\n"  # ~1 MB of lines
+    line_piece = " ".join(rng.choice(words, 35_000))
     with open(train, "w", encoding="utf-8") as f:
-        for _ in range(18):  # 18 x ~10 MB of lines
-            f.write("\n".join(" ".join(rng.choice(words, 12)) for _ in range(130_000)) + "\n")
-        f.write(" ".join(rng.choice(words, 3_500_000)) + "\n")  # one line of ~20 MB
+        f.write(lines * 180)  # ~180 MB of lines (repeated: the content does not matter to the memory bound)
+        f.write(" ".join([line_piece] * 100) + "\n")  # one line of ~20 MB
     small = tmp_path / "small.txt"
     small.write_text("a few words of held-out text\n" * 2000)
     assert train.stat().st_size > 190e6
