@@ -345,3 +345,12 @@ def test_a_budget_beyond_the_windows_of_the_corpus_is_one_line(tmp_path):
     with pytest.raises(DataConfigError, match="data.max_epochs") as error:
         datamodule.check_budget(windows + 1)
     assert "\n" not in str(error.value)
+
+
+def test_a_run_trains_from_a_read_only_cache(compose_tiny, tmp_path, read_only):
+    from ffnlab.train import run
+
+    cache = tmp_path / "cache"
+    first = run(compose_tiny(tmp_path / "first", f"paths.cache_dir={cache}"))
+    again = run(compose_tiny(tmp_path / "again", f"paths.cache_dir={read_only(cache)}"))
+    assert again == first  # same ids, same run
