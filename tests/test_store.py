@@ -354,3 +354,24 @@ def test_a_run_trains_from_a_read_only_cache(compose_tiny, tmp_path, read_only):
     first = run(compose_tiny(tmp_path / "first", f"paths.cache_dir={cache}"))
     again = run(compose_tiny(tmp_path / "again", f"paths.cache_dir={read_only(cache)}"))
     assert again == first  # same ids, same run
+
+
+@pytest.mark.slow
+def test_four_processes_preparing_one_new_entry_build_it_once(tmp_path):
+    """Started together on the same new entry: exactly one tokenizes, the others wait and reuse it; identical ids,
+    and nothing but the store's files left in the entry."""
+    text = CORPUS.read_text(encoding="utf-8")
+    files = {}
+    for split, (lo, hi) in {"train": (0, 900_000), "val": (900_000, 950_000), "test": (950_000, 1_000_000)}.items():
+        files[split] = tmp_path / f"{split}.txt"
+        files[split].write_text(text[lo:hi], encoding="utf-8")
+    # BPE-1024 takes seconds to learn: long enough for all four to find the entry missing
+    overrides = [f"data.{split}_files=[{path}]" for split, path in files.items()] + ["data.tokenizer=bpe"]
+    jobs = [prepare_cli(tmp_path / "cache", *overrides) for _ in range(4)]
+    outputs = [job.communicate(timeout=300)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0] * 4, outputs
+    assert sum("tokenized text_files" in out for out in outputs) == 1
+    assert sum("reusing cached tokens" in out for out in outputs) == 3
+    (entry,) = (tmp_path / "cache" / "tokens").glob("[0-9a-f]*")
+    assert sorted(p.name for p in entry.iterdir()) == ["index.json", "test.00000.bin", "tokenizer.json",
+                                                        "train.00000.bin", "val.00000.bin"]

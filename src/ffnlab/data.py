@@ -439,10 +439,15 @@ class TextDataModule(L.LightningDataModule):
             self.cache_hit = True
             log.info("reusing cached tokens in %s", self.cache_path)
             return
-        self.cache_hit = False
-        self._build()
-        if not self._open():
-            raise RuntimeError(f"the token store entry {self.cache_path} was not complete after preparing it")
+        with store.entry_lock(self.cache_path):  # one process builds; the others wait, then read what it wrote
+            if self._open():
+                self.cache_hit = True
+                log.info("reusing cached tokens in %s (prepared by another process meanwhile)", self.cache_path)
+                return
+            self.cache_hit = False
+            self._build()
+            if not self._open():
+                raise RuntimeError(f"the token store entry {self.cache_path} was not complete after preparing it")
 
     def setup(self, stage: str | None = None) -> None:
         """Open the stored ids (every rank). Prepares them first if this process has not."""

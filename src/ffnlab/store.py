@@ -148,6 +148,28 @@ def is_writable(directory: Path) -> bool:
         return False
 
 
+@contextmanager
+def entry_lock(entry: Path):
+    """An exclusive lock on preparing `entry`, shared by every process on every host that sees the cache (flock on
+    `<tokens>/.locks/<entry>`, outside the entry so a listing of it holds only the store's files). The kernel
+    releases it when its holder dies, so a killed preparation never leaves a stale lock; the next one resumes."""
+    import fcntl
+
+    locks = entry.parent / ".locks"
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+        handle = open(locks / entry.name, "a")
+    except OSError:  # a read-only cache: nothing can be prepared in it, and reading needs no lock
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 # -------------------------------------------------------------------------------------------- preparing
 
 _WORKER_TOKENIZER: TextTokenizer | None = None
