@@ -22,6 +22,7 @@ log = logging.getLogger("ffnlab")
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     from ffnlab.checkpoint import Interrupted  # after Hydra parsed the command line: `--help` stays fast
+    from ffnlab.divergence import Diverged
     from ffnlab.launch import resolve_world
     from ffnlab.train import run
 
@@ -45,7 +46,7 @@ def main(cfg: DictConfig) -> float:
         # In a sweep, one failed point must not cost the others: its record says so, the sweep goes on and exits
         # non-zero at the end (ffnlab.sweep reads the records, so that holds under any launcher).
         error = f"{type(failure).__name__}: {failure}"
-        if not isinstance(failure, ConfigError) and not multirun:
+        if not isinstance(failure, (ConfigError, Diverged)) and not multirun:
             raise
         log.error("%s", error)
         if multirun:

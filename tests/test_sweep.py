@@ -138,3 +138,21 @@ def test_failing_point_does_not_stop_the_sweep(train_cli, tmp_path):
     assert [(p["run_dir"], p["kind"]) for p in report["problems"]] == [("model.d_model=30", "failed")]
     assert "head size" in report["problems"][0]["reason"]
     assert [row["variant"] for group in report["groups"] for row in group["rows"]] == ["swiglu"]
+
+
+def test_a_diverging_point_is_recorded_as_diverged_and_the_sweep_goes_on(train_cli, tmp_path):
+    """lr 1e30 blows the weights up after one step: the non-finite loss is caught at the logging cadence (every step
+    here), the record says diverged with the first bad step and the last finite loss, the run stops there, the other
+    point finishes, the sweep exits non-zero, and the report counts the point as the worst at its LR."""
+    sweep_dir = tmp_path / "sweep"
+    done = train_cli("-m", "optim.lr=1e30,3e-3", f"hydra.sweep.dir={sweep_dir}")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in output, output[-3000:]
+    diverged = json.loads((sweep_dir / "optim.lr=1e+30" / "metrics.json").read_text())
+    assert diverged["status"] == "diverged" and 1 <= diverged["diverged_step"] <= 3, diverged
+    assert diverged["last_finite_loss"] > 0 and diverged["val_loss"] is None
+    assert diverged["steps"] < 6 and not (sweep_dir / "optim.lr=1e+30" / "checkpoints" / "last.ckpt").exists()
+    assert json.loads((sweep_dir / "optim.lr=0.003" / "metrics.json").read_text())["status"] == "finished"
+    assert "1 of 2 point(s) failed" in output
+    report = build_report(sweep_dir)
+    assert [(p["run_dir"], p["kind"]) for p in report["problems"]] == [("optim.lr=1e+30", "diverged")]

@@ -24,6 +24,7 @@ from ffnlab.budget import apply_budget, world_size
 from ffnlab.checkpoint import LAST, Interrupted, LastCheckpoint, checkpoint_step
 from ffnlab.config import schema_defaults, to_dataclass
 from ffnlab.data import data_identity
+from ffnlab.divergence import Diverged, DivergenceCheck
 from ffnlab.errors import ConfigError
 from ffnlab.ffn import FFNConfig, variant_label
 from ffnlab.model import ModelConfig
@@ -148,7 +149,9 @@ def build(cfg: DictConfig, out_dir: Path, wandb_id: str) -> Built:
         # A resumed run continues its wandb run: the id lives in the run record.
         loggers.append(instantiate(logger_cfg, **({"id": wandb_id, "resume": "allow"} if name == "wandb" else {})))
     checkpoint = LastCheckpoint(out_dir / CHECKPOINT_DIR, **cfg.checkpoint)
-    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=[checkpoint], default_root_dir=out_dir)
+    # Divergence first: a non-finite loss stops the run before a checkpoint of its weights is saved.
+    callbacks = [DivergenceCheck(cfg.trainer.log_every_n_steps), checkpoint]
+    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=out_dir)
     return Built(datamodule, model_cfg, ffn_cfg, optim_cfg, stats, module, trainer, loggers)
 
 
@@ -275,6 +278,14 @@ def _run(cfg: DictConfig, point: launch.Point) -> float:
         log.info("val_loss %.4f  val_ppl %.2f  test_loss %.4f  (%s)", val_loss, math.exp(val_loss), test_loss, out_dir)
         finished = True
         return val_loss
+    except Diverged as diverged:
+        if point.rank == 0:
+            metrics = final_record(cfg, built, start.identity, (math.nan, math.nan), time.perf_counter() - started)
+            metrics |= {"status": "diverged", "diverged_step": diverged.step, "wandb_id": start.wandb_id,
+                        "last_finite_loss": diverged.last_finite_loss, "val_loss": None, "val_ppl": None,
+                        "test_loss": None, "test_ppl": None}
+            write_metrics(out_dir, metrics)
+        raise
     except Interrupted as stop:
         if point.rank == 0:
             write_metrics(out_dir, {"status": "interrupted", **start.identity, **who, "wandb_id": start.wandb_id,
