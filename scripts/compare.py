@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ffnlab.report import DEFAULT_OUT, write_report
+from ffnlab.report.records import find_run_dirs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"{args.sweep_dir} is not a directory")
+    if not find_run_dirs(args.sweep_dir):
+        print(f"warning: no run records (<run dir>/metrics.json or config.yaml) under {args.sweep_dir}; nothing to "
+              "compare (give a sweep dir, e.g. outputs/<experiment_name>)", file=sys.stderr)
+        return 1
     out_dir = args.out or args.sweep_dir / DEFAULT_OUT
     report = write_report(args.sweep_dir, out_dir, use_wandb=args.wandb)
     print(f"{len(report['groups'])} group(s), {len(report['problems'])} run(s) not used -> {out_dir / 'comparison.md'}")

@@ -6,7 +6,7 @@
 import argparse
 import sys
 
-from ffnlab.sampling import generate, load_checkpoint
+from ffnlab.sampling import generate, load_checkpoint, unknown_characters
 
 
 def main(argv: list[str]) -> int:
@@ -18,11 +18,24 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--top-k", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    bad = [message for wrong, message in (
+        (args.tokens < 0, f"--tokens={args.tokens}: give a number of new tokens >= 0"),
+        (args.temperature < 0, f"--temperature={args.temperature}: give a temperature >= 0 (0 = greedy)"),
+        (args.top_k is not None and args.top_k < 1, f"--top-k={args.top_k}: give k >= 1 (the k likeliest tokens)"),
+    ) if wrong]
+    if bad:
+        print(f"error: {bad[0]}", file=sys.stderr)
+        return 2
     try:
         model, tokenizer = load_checkpoint(args.checkpoint)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    unknown = unknown_characters(tokenizer, args.prompt)
+    if unknown:
+        shown = ", ".join(repr(c) for c in unknown[:5])
+        print(f"warning: {len(unknown)} prompt character(s) are not in the vocabulary ({shown}"
+              f"{' ...' if len(unknown) > 5 else ''}); they become [UNK]", file=sys.stderr)
     new_ids = generate(model, tokenizer.encode(args.prompt), args.tokens, args.temperature, args.top_k, args.seed)
     print(args.prompt + tokenizer.decode(new_ids))
     return 0

@@ -9,6 +9,8 @@ import importlib.util
 import json
 import math
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -225,3 +227,61 @@ def test_run_is_redone(left_behind, finished_run, compose_tiny, tmp_path):
     assert metrics_file.stat().st_mtime_ns != mtime
     assert read_metrics(run_dir)["status"] == "finished"
     assert loss == read_metrics(run_dir)["val_loss"] == finished_run[1]
+
+
+# ------------------------------------------------------------------------------------ the scripts' bad input
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--top-k", "0"], "--top-k=0"),
+    (["--tokens", "-3"], "--tokens=-3"),
+    (["--temperature", "-1"], "--temperature=-1"),
+])
+def test_sample_rejects_bad_numbers_in_one_line(finished_run, args, words):
+    run_dir, _ = finished_run
+    done = run_script("sample.py", str(run_dir / "checkpoints" / "last.ckpt"), *args)
+    assert done.returncode != 0 and words in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 3
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_sample_names_a_damaged_checkpoint(finished_run, tmp_path, damage):
+    run_dir, _ = finished_run
+    data = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    bad = tmp_path / "last.ckpt"
+    bad.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    done = run_script("sample.py", str(bad))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"{bad} is damaged" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_sample_reports_prompt_characters_outside_the_vocabulary(compose_tiny, tmp_path):
+    from ffnlab.train import run
+
+    run(compose_tiny(tmp_path / "char", "data.tokenizer=char"))
+    done = run_script("sample.py", str(tmp_path / "char" / "checkpoints" / "last.ckpt"), "--prompt", "héllo €€",
+                      "--tokens", "3")
+    assert done.returncode == 0
+    assert "2 prompt character(s) are not in the vocabulary ('é', '€')" in done.stderr
+
+
+def test_compare_without_run_records_warns_and_fails(tmp_path):
+    done = run_script("compare.py", str(tmp_path))
+    assert done.returncode != 0 and "no run records" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_multi_line_error_stays_in_its_table_row(tmp_path):
+    from ffnlab.report import write_report
+
+    run_dir = tmp_path / "sweep" / "ffn=relu"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text(json.dumps({"status": "failed", "error": "line one\nline | two"}))
+    write_report(tmp_path / "sweep")
+    md = (tmp_path / "sweep" / "report" / "comparison.md").read_text()
+    row = next(line for line in md.splitlines() if "ffn=relu" in line)
+    assert "line one line \\| two" in row and row.count(" | ") == 2  # three cells

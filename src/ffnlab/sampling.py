@@ -16,8 +16,13 @@ def load_checkpoint(path: str | Path) -> tuple[Transformer, object]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; runs keep theirs at <run dir>/checkpoints/last.ckpt")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if "ffnlab_model_config" not in checkpoint:
+    try:  # plain types only (issue 14): a checkpoint cannot run code when it is loaded
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - empty, truncated, not a checkpoint: one line naming the file
+        raise ValueError(f"{path} is damaged or not a checkpoint ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else 'no detail'}); re-run its training to "
+                         "rewrite it (a resumed run continues from the previous good last.ckpt)") from None
+    if not isinstance(checkpoint, dict) or "ffnlab_model_config" not in checkpoint:
         raise ValueError(f"{path} is not an ffnlab checkpoint (it holds no ffnlab_model_config)")
     model = Transformer(ModelConfig(**checkpoint["ffnlab_model_config"]), FFNConfig(**checkpoint["ffnlab_ffn_config"]))
     state = {
@@ -48,3 +53,12 @@ def generate(
             next_id = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)
         idx = torch.cat([idx, next_id.view(1, 1)], dim=1)
     return idx[0, len(ids or [0]) :].tolist()
+
+
+def unknown_characters(tokenizer, text: str) -> list[str]:
+    """The distinct characters of `text` a character vocabulary lacks (byte-level BPE encodes any text)."""
+    table = tokenizer.char_table() if hasattr(tokenizer, "char_table") else None
+    if table is None:
+        return []
+    known = set(table[0].tolist())
+    return sorted({c for c in text if ord(c) not in known})

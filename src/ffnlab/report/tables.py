@@ -134,10 +134,15 @@ def frames(g: dict) -> dict[str, pd.DataFrame]:
     }
 
 
+def _cell(value) -> str:
+    return " ".join(str(value).split("\n")).replace("|", "\\|")
+
+
 def markdown(df: pd.DataFrame, columns: list[Column]) -> list[str]:
     """A GitHub table: one line per row of df, each cell the column's text of that row."""
     df = df.astype(object).where(df.notna(), None)  # one kind of missing (None) for the formatters
-    shown = [[text(row) for _, text in columns] for _, row in df.iterrows()]
+    # A cell is one line without a bare `|` (an error message can hold both), or the table breaks.
+    shown = [[_cell(text(row)) for _, text in columns] for _, row in df.iterrows()]
     lines = ["| " + " | ".join(title for title, _ in columns) + " |", "|" + "---|" * len(columns)]
     return lines + ["| " + " | ".join(cells) + " |" for cells in shown] + [""]
 
