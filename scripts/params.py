@@ -12,7 +12,10 @@ import sys
 
 from ffnlab.compose import compose_config
 from ffnlab.config import to_dataclass
-from ffnlab.errors import ConfigError
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from ffnlab.errors import ConfigError, one_line
 from ffnlab.ffn import VARIANTS, FFNConfig
 from ffnlab.model import ModelConfig
 from ffnlab.sizes import STAT_KEYS, model_stats
@@ -45,13 +48,13 @@ def main(argv: list[str]) -> int:
             fields = OmegaConf.to_container(cfg.model, resolve=True) | {"vocab_size": vocab_size_of(cfg)}
             stats = model_stats(ModelConfig(**fields), to_dataclass(FFNConfig, cfg.ffn))
             rows.append({"ffn": name, **stats})
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ConfigError, HydraException, OmegaConfBaseException) as error:  # one line, as train.py says it
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     try:
         cost = study_cost(args.overrides) if any(o.startswith("experiment=") for o in args.overrides) else None
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ConfigError, HydraException, OmegaConfBaseException) as error:  # one line, as train.py says it
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(rows if cost is None else {"variants": rows, "study": cost}, indent=2))

@@ -12,8 +12,12 @@ import sys
 
 
 from ffnlab.compose import compose_config
-from ffnlab.errors import ConfigError
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from ffnlab.errors import ConfigError, one_line
 from ffnlab.train import instantiate_data
+from ffnlab.validate import validate
 
 
 def main(argv: list[str]) -> int:
@@ -23,11 +27,12 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         cfg = compose_config(argv)
+        validate(cfg)
         datamodule = instantiate_data(cfg.data)
         datamodule.prepare_data()
         datamodule.setup("fit")
-    except ConfigError as error:
-        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+    except (ConfigError, HydraException, OmegaConfBaseException) as error:  # one line, as train.py says it
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 1
     sizes = ", ".join(f"{split} {n:,}" for split, n in datamodule.tokens_per_split.items())
     print(f"{datamodule.cache_path}: {sizes} tokens, vocab {datamodule.vocab_size}, data_hash {datamodule.data_hash}")

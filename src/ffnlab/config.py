@@ -1,7 +1,7 @@
 """Typed config schemas and resolvers, registered with Hydra before any config is composed.
 
 The dataclasses that the modules take as constructor arguments are also the schemas of their config
-groups (conf/ffn/*.yaml, conf/model/*.yaml, conf/optim/*.yaml start with `defaults: [schema]`), so a
+groups (conf/ffn/*.yaml, conf/model/*.yaml, conf/optim/*.yaml start with `defaults: [/schema/<group>@_here_]`), so a
 misspelt key or a wrongly typed value fails at composition, before any data is touched.
 """
 
@@ -56,7 +56,8 @@ def register() -> None:
     """Idempotent: stores the schemas and resolvers Hydra needs to compose conf/train.yaml."""
     cs = ConfigStore.instance()
     for group, cls in SCHEMAS.items():
-        cs.store(group=group, name="schema", node=cls)
+        # Their own group, not `<group>/schema`: Hydra would list "schema" among a group's choices (issue 14).
+        cs.store(group="schema", name=group, node=cls)
     if not OmegaConf.has_resolver("repo_root"):
         OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
     if not OmegaConf.has_resolver("run_dir_name"):

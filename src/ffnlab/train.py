@@ -26,6 +26,7 @@ from ffnlab.config import schema_defaults, to_dataclass
 from ffnlab.data import data_identity
 from ffnlab.divergence import Diverged, DivergenceCheck
 from ffnlab.errors import ConfigError
+from ffnlab.validate import validate
 from ffnlab.ffn import FFNConfig, variant_label
 from ffnlab.model import ModelConfig
 from ffnlab.module import LanguageModel
@@ -245,6 +246,7 @@ def prepare_start(cfg: DictConfig, out_dir: Path, previous: dict | None) -> Star
 def run(cfg: DictConfig) -> float:
     """Train one run and write its record; returns the final validation loss (what sweepers minimise).
     Every rank of the point calls it (ffnlab.launch); rank 0 decides and writes, the others follow."""
+    validate(cfg)
     apply_budget(cfg)
     with launch.point(cfg.trainer) as point:
         return _run(cfg, point)

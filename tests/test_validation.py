@@ -1,0 +1,61 @@
+"""Bad input gets one clear line before any work (issue 14): the table of the issue's inputs, in-process where the
+message is made, and through the CLI for the exit status and the absence of a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from ffnlab.errors import ConfigError
+
+BAD = [
+    ("data.batch_size=0", "data.batch_size=0"),
+    ("data.batch_size=abc", "data.batch_size='abc'"),
+    ("trainer.max_steps=abc", "trainer.max_steps='abc'"),
+    ("trainer.max_steps=-1", "trainer.max_steps=-1"),
+    ("seed=1.5", "seed=1.5"),
+    ("optim.lr=nan", "optim.lr=nan"),
+    ("optim.lr=inf", "optim.lr=inf"),
+    ("trainer.val_check_interval=0", "trainer.val_check_interval=0"),
+    ("trainer.devices=0", "trainer.devices=0"),
+    ("data.num_workers=-2", "data.num_workers=-2"),
+    ("checkpoint.every_n_minutes=-5", "checkpoint.every_n_minutes=-5"),
+    ("train_tokens=-100", "train_tokens=-100"),
+]
+
+
+@pytest.mark.parametrize("override, named", BAD)
+def test_bad_values_are_one_line_naming_the_key_before_any_work(override, named, compose_tiny, tmp_path):
+    from ffnlab.train import run
+
+    with pytest.raises(ConfigError) as error:
+        run(compose_tiny(tmp_path / "run", override))
+    message = str(error.value)
+    assert named in message and ("give" in message or "must" in message) and "\n" not in message
+    assert not (tmp_path / "run").exists()  # nothing was written: the check came first
+
+
+@pytest.mark.parametrize("args, named", [
+    ([str(REPO / "train.py"), "seed=1.5"], "seed=1.5"),
+    ([str(REPO / "train.py"), "trainer.max_steps=-1"], "trainer.max_steps=-1"),
+    ([str(REPO / "scripts" / "params.py"), "model.dmodel=3"], "model.dmodel"),
+    ([str(REPO / "scripts" / "prepare_data.py"), "data.batch_size=x"], "data.batch_size"),
+])
+def test_the_commands_exit_non_zero_in_at_most_three_lines(args, named, tmp_path):
+    done = subprocess.run([sys.executable, *args, f"hydra.run.dir={tmp_path}/run"] if "train.py" in args[0]
+                          else [sys.executable, *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+    output = (done.stdout + done.stderr).strip()
+    assert done.returncode != 0 and named in output and "Traceback" not in output, output[-2000:]
+    errors = [line for line in output.splitlines() if "error" in line.lower()]
+    assert 1 <= len(errors) <= 3
+
+
+def test_hydra_no_longer_lists_the_schemas_as_choices():
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), "ffn=foo"], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    listed = done.stdout + done.stderr
+    assert "Available options in 'ffn'" in listed and "swiglu" in listed and "schema" not in listed.split(
+        "Config search path")[0]
