@@ -65,6 +65,12 @@ def _rank(cfg: DictConfig, resolve_world) -> int:
 
 
 if __name__ == "__main__":
+    from ffnlab import locations
+
+    bad_location = locations.check(sys.argv[1:])
+    if bad_location:
+        print(f"error: {bad_location}", file=sys.stderr)
+        sys.exit(1)
     main()
     if sweep.failed_points:
         sys.exit(1)

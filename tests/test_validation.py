@@ -59,3 +59,40 @@ def test_hydra_no_longer_lists_the_schemas_as_choices():
     listed = done.stdout + done.stderr
     assert "Available options in 'ffn'" in listed and "swiglu" in listed and "schema" not in listed.split(
         "Config search path")[0]
+
+
+def train_cli_env(*args: str, env: dict) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], capture_output=True, text=True,
+                          timeout=120, cwd=REPO, env={**os.environ, **env})
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"FFNLAB_OUTPUT_DIR": "{file}"}, "the output root"),
+    ({"FFNLAB_OUTPUT_DIR": "{file}/sub"}, "the output root"),
+    ({"FFNLAB_CACHE_DIR": "{file}/cache"}, "the token cache"),
+])
+def test_an_unusable_output_root_or_cache_fails_before_any_work(tmp_path, env, words):
+    """A file where a directory is expected (tests run as root: modes would not stop a write)."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    done = train_cli_env(env={key: value.format(file=a_file) for key, value in env.items()})
+    output = (done.stdout + done.stderr).strip()
+    assert done.returncode != 0 and "Traceback" not in output and len(output.splitlines()) == 1, output[-2000:]
+    assert words in output and "is a file, not a directory" in output
+
+
+def test_an_existing_read_only_run_dir_fails_before_any_work(tmp_path):
+    run_dir = tmp_path / "run"
+    (tmp_path / "src").mkdir()
+    run_dir.mkdir()
+    mounted = subprocess.run(["mount", "--bind", "-o", "ro", str(tmp_path / "src"), str(run_dir)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"no read-only bind mount here: {mounted.stderr.decode().strip()}")
+    try:
+        done = train_cli_env(f"hydra.run.dir={run_dir}", env={})
+    finally:
+        subprocess.run(["umount", "--lazy", str(run_dir)], check=False)
+    output = (done.stdout + done.stderr).strip()
+    assert done.returncode != 0 and "Traceback" not in output and "is not writable" in output, output[-2000:]
