@@ -156,3 +156,48 @@ def test_a_diverging_point_is_recorded_as_diverged_and_the_sweep_goes_on(train_c
     assert "1 of 2 point(s) failed" in output
     report = build_report(sweep_dir)
     assert [(p["run_dir"], p["kind"]) for p in report["problems"]] == [("optim.lr=1e+30", "diverged")]
+
+
+@pytest.mark.slow
+def test_two_identical_commands_started_together_run_once(train_cli, tiny_experiment_dir, cache_dir, tmp_path):
+    """The second exits at once naming the holder (pid, host); the first's history has each row once. The first
+    pauses 6 s in each checkpoint save (a test hook) so that it is surely still running."""
+    import csv
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "FFNLAB_CACHE_DIR": str(cache_dir), "WANDB_MODE": "disabled"}
+    args = [sys.executable, str(REPO / "train.py"), "--config-dir", str(tiny_experiment_dir), "experiment=tiny",
+            f"hydra.run.dir={run_dir}"]
+    first = subprocess.Popen(args, cwd=REPO, env={**env, "FFNLAB_TEST_PAUSE_BEFORE_RENAME": "6"},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (run_dir / ".lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    first_output = first.communicate(timeout=300)[0]
+    assert first.returncode == 0, first_output[-3000:]
+    output = second.stdout + second.stderr
+    assert second.returncode != 0 and "Traceback" not in output
+    assert f"is in use by pid {first.pid} on " in output
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
+    assert steps == list(range(6)) and not (run_dir / ".lock").exists()
+
+
+def test_a_lock_whose_process_is_gone_is_taken_over(compose_tiny, tmp_path):
+    import socket
+
+    from ffnlab.train import run
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    dead = {"host": socket.gethostname(), "pid": 2**22 + 12345, "slurm_job_id": None, "heartbeat": 1e12}
+    (run_dir / ".lock").write_text(json.dumps(dead))
+    run(compose_tiny(run_dir, "ffn=relu"))
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"

@@ -26,7 +26,6 @@ from ffnlab.config import schema_defaults, to_dataclass
 from ffnlab.data import data_identity
 from ffnlab.divergence import Diverged, DivergenceCheck
 from ffnlab.errors import ConfigError
-from ffnlab.validate import validate
 from ffnlab.ffn import FFNConfig, variant_label
 from ffnlab.model import ModelConfig
 from ffnlab.module import LanguageModel
@@ -43,8 +42,10 @@ from ffnlab.record import (
     write_config,
     write_metrics,
 )
+from ffnlab.runlock import RunLock
 from ffnlab.sizes import model_stats
 from ffnlab.stack import software_stack
+from ffnlab.validate import validate
 
 log = logging.getLogger("ffnlab")
 
@@ -254,9 +255,22 @@ def run(cfg: DictConfig) -> float:
 
 def _run(cfg: DictConfig, point: launch.Point) -> float:
     out_dir = Path(cfg.paths.output_dir)
-    previous = read_metrics(out_dir) if point.rank == 0 else None
-    reused = point.decide("reuse", lambda: reuse_finished(cfg, out_dir, previous)
-                          if is_finished(previous) and not cfg.force else None)
+    lock = RunLock(out_dir) if point.rank == 0 else None  # one run per run dir; rank 0 holds it for all ranks
+    try:
+        return _locked_run(cfg, point, out_dir, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_and_reuse(cfg: DictConfig, out_dir: Path, lock: RunLock) -> float | None:
+    lock.acquire()
+    previous = read_metrics(out_dir)
+    return reuse_finished(cfg, out_dir, previous) if is_finished(previous) and not cfg.force else None
+
+
+def _locked_run(cfg: DictConfig, point: launch.Point, out_dir: Path, lock: RunLock | None) -> float:
+    reused = point.decide("reuse", lambda: _lock_and_reuse(cfg, out_dir, lock))
     if reused is not None:
         return reused
 
@@ -265,7 +279,7 @@ def _run(cfg: DictConfig, point: launch.Point) -> float:
     who = {"ffn": cfg.ffn.name, "seed": cfg.seed}
     start = None
     try:  # whatever fails from here on, a bad setting included, leaves a record the report lists
-        start = point.decide("start", lambda: prepare_start(cfg, out_dir, previous))
+        start = point.decide("start", lambda: prepare_start(cfg, out_dir, read_metrics(out_dir)))
         point.start(OmegaConf.to_container(cfg, resolve=True))
         built = build(cfg, out_dir, start.wandb_id)
         losses = fit(cfg, built, start.resume_from)
