@@ -110,6 +110,7 @@ def train_cli(tiny_experiment_dir, cache_dir):
     ) -> subprocess.CompletedProcess:
         tiny_args = ["--config-dir", str(config_dir or tiny_experiment_dir), "experiment=tiny"] if tiny else []
         env = {**os.environ, "FFNLAB_CACHE_DIR": str(cache_dir), "WANDB_MODE": "disabled", **(env or {})}
+        env = {key: value for key, value in env.items() if value is not None}  # None: unset it
         env.pop("HYDRA_FULL_ERROR", None)  # the user's view: Hydra's short errors
         flags = [a for a in args if a.startswith("-")]  # -m: argparse wants flags before the overrides
         overrides = [a for a in args if not a.startswith("-")]

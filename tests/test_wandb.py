@@ -158,18 +158,45 @@ def netrc_file(tmp_path):
     return write
 
 
-def test_an_api_key_in_the_environment_means_online(tmp_path):
+@pytest.fixture
+def reachable(monkeypatch):
+    """The W&B server answers (no network here: the reachability probe is what the next tests are not about)."""
+    import ffnlab.loggers
+
+    monkeypatch.setattr(ffnlab.loggers, "wandb_reachable", lambda environ=None, timeout_s=0: True)
+
+
+def test_an_api_key_but_no_reachable_server_means_offline_said_once(caplog):
+    """A closed local port as the server: offline at once (not after wandb's minutes of retries), one warning."""
+    import socket
+    import time
+
+    import ffnlab.loggers
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the socket is
+    environ = {"WANDB_API_KEY": "k" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{port}"}
+    ffnlab.loggers._said_unreachable.clear()
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="ffnlab"):
+        modes = [resolve_wandb_mode(None, environ) for _ in range(3)]
+    assert modes == ["offline"] * 3 and time.monotonic() - started < 30
+    assert caplog.text.count("cannot be reached") == 1
+
+
+def test_an_api_key_in_the_environment_means_online(tmp_path, reachable):
     environ = {"WANDB_API_KEY": "k" * 40, "NETRC": str(tmp_path / "absent")}
     assert wandb_api_key_configured(environ)
     assert resolve_wandb_mode(None, environ) == "online"
 
 
-def test_wandb_login_netrc_entry_means_online(netrc_file):
+def test_wandb_login_netrc_entry_means_online(netrc_file, reachable):
     environ = {"NETRC": netrc_file("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")}
     assert resolve_wandb_mode(None, environ) == "online"
 
 
-def test_netrc_entry_for_a_self_hosted_server_counts_only_for_that_server(netrc_file):
+def test_netrc_entry_for_a_self_hosted_server_counts_only_for_that_server(netrc_file, reachable):
     path = netrc_file("machine wandb.example.com login user password " + "k" * 40 + "\n")
     assert resolve_wandb_mode(None, {"NETRC": path, "WANDB_BASE_URL": "https://wandb.example.com"}) == "online"
     assert resolve_wandb_mode(None, {"NETRC": path}) == "offline"
@@ -223,3 +250,21 @@ def test_reader_joins_records_split_across_blocks_and_rejects_damage(tmp_path, m
     (tmp_path / "damaged.wandb").write_bytes(bytes(damaged))
     with pytest.raises(CorruptLog, match="checksum"):
         read_records(tmp_path / "damaged.wandb")
+
+
+def test_an_api_key_in_the_environment_reaches_no_file_and_no_log(train_cli, tmp_path):
+    """A fake key, an unreachable server: the run goes offline (said once) and the key is in none of the run dir's
+    files (config.yaml, .hydra/, metrics.json, csv/hparams.yaml, the checkpoint, the offline wandb run) nor the log."""
+    key = "fakekey0123456789" * 2 + "abcd"  # 40 characters, as wandb keys are
+    run_dir = tmp_path / "run"
+    env = {"WANDB_API_KEY": key, "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": None,
+           "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"), "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
+           "WANDB_SILENT": "true"}
+    done = train_cli("logger=wandb", f"hydra.run.dir={run_dir}", env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert output.count("cannot be reached") == 1 and key not in output
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".wandb") for p in files) and any(p.name == "last.ckpt" for p in files)
+    leaked = [str(p.relative_to(run_dir)) for p in files if key.encode() in p.read_bytes()]
+    assert leaked == []

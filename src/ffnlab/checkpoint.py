@@ -164,5 +164,5 @@ def _parse_test_signal(value: str | None) -> tuple[int, int] | None:
 
 def checkpoint_step(path: Path) -> int:
     """The optimizer step a checkpoint was saved at, without reading its tensors into memory."""
-    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)  # plain types only
     return int(checkpoint["global_step"])

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from lightning.pytorch.loggers import WandbLogger
+
+log = logging.getLogger("ffnlab")
 
 WANDB_DEFAULT_BASE_URL = "https://api.wandb.ai"
 
@@ -28,9 +32,37 @@ def wandb_api_key_configured(environ: Mapping[str, str] = os.environ) -> bool:
     return bool(entry and entry[2])
 
 
+REACH_TIMEOUT_S = 5.0
+_said_unreachable: set[str] = set()  # servers already reported unreachable in this process (say it once)
+
+
+def wandb_reachable(environ: Mapping[str, str] = os.environ, timeout_s: float = REACH_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the W&B server opens within `timeout_s` (wandb itself would retry for minutes)."""
+    parts = urlsplit(environ.get("WANDB_BASE_URL") or WANDB_DEFAULT_BASE_URL)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def resolve_wandb_mode(mode: str | None, environ: Mapping[str, str] = os.environ) -> str:
-    """`mode` if given, else WANDB_MODE if set, else online with an API key and offline without."""
-    return mode or environ.get("WANDB_MODE") or ("online" if wandb_api_key_configured(environ) else "offline")
+    """`mode` if given, else WANDB_MODE if set, else online with an API key and a reachable server, offline
+    otherwise (an unreachable server is said once per process: a sweep's every point would repeat it)."""
+    chosen = mode or environ.get("WANDB_MODE")
+    if chosen:
+        return chosen
+    if not wandb_api_key_configured(environ):
+        return "offline"
+    if wandb_reachable(environ):
+        return "online"
+    server = environ.get("WANDB_BASE_URL") or WANDB_DEFAULT_BASE_URL
+    if server not in _said_unreachable:
+        _said_unreachable.add(server)
+        log.warning("wandb: an API key is configured but %s cannot be reached within %.0f s: logging offline "
+                    "(upload later with `wandb sync`)", server, REACH_TIMEOUT_S)
+    return "offline"
 
 
 def wandb_logger(
