@@ -18,11 +18,10 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -299,7 +298,8 @@ class TextDataModule(L.LightningDataModule):
                 if self.hub_eval_files:  # a dataset with a train split only: a named held-out file
                     held_out = {"hub_files": self.hub_eval_files}
                     found = {"train": rows("train", exclude_files=self.hub_eval_files),
-                             "val": rows("train", take=n, **held_out), "test": rows("train", skip=n, take=n, **held_out)}
+                             "val": rows("train", take=n, **held_out),
+                             "test": rows("train", skip=n, take=n, **held_out)}
                 else:
                     found = {"train": rows("train"), "val": rows("val", take=n), "test": rows("val", skip=n, take=n)}
             return {split: SplitSource(split, rows=source, separator=self.separator) for split, source in found.items()}

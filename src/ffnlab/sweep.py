@@ -55,7 +55,8 @@ def outcome(sweep_dir: str | Path, sweep_id: str) -> tuple[int, list[str]]:
         name = Path(note["run_dir"]).name
         record = read_metrics(Path(note["run_dir"])) or {}
         if record.get("status") != "finished":
-            failed.append(f"{name}: {record.get('error') or note['error'] or 'status ' + record.get('status', 'missing')}")
+            reason = record.get("error") or note["error"] or f"status {record.get('status', 'missing')}"
+            failed.append(f"{name}: {reason}")
         elif note["error"]:  # refused: the finished record is another run's
             failed.append(f"{name}: {note['error']}")
     return len(notes), failed

@@ -312,8 +312,8 @@ def _locked_run(cfg: DictConfig, point: launch.Point, out_dir: Path, lock: RunLo
         # A bad setting fails alike on every rank: say it as itself. Otherwise name the rank that failed first.
         own = isinstance(error, ConfigError) or cause.startswith(f"rank {point.rank}: ") or not point.world.distributed
         if point.rank == 0:
-            write_metrics(out_dir, {"status": "failed", **who,
-                                    "error": f"{type(error).__name__}: {error}" if isinstance(error, ConfigError) else cause})
+            said = f"{type(error).__name__}: {error}" if isinstance(error, ConfigError) else cause
+            write_metrics(out_dir, {"status": "failed", **who, "error": said})
         if own:
             raise
         raise launch.PeerFailed(cause) from error
