@@ -65,8 +65,13 @@ def _rank(cfg: DictConfig, resolve_world) -> int:
 
 
 if __name__ == "__main__":
-    from ffnlab import locations
+    from ffnlab import locations, secrets
 
+    try:
+        sys.argv[1:] = secrets.take(sys.argv[1:])  # before Hydra records the command line anywhere
+    except ConfigError as refused:
+        print(f"error: {refused}", file=sys.stderr)
+        sys.exit(1)
     bad_location = locations.check(sys.argv[1:])
     if bad_location:
         print(f"error: {bad_location}", file=sys.stderr)

@@ -268,3 +268,28 @@ def test_an_api_key_in_the_environment_reaches_no_file_and_no_log(train_cli, tmp
     assert any(p.name.endswith(".wandb") for p in files) and any(p.name == "last.ckpt" for p in files)
     leaked = [str(p.relative_to(run_dir)) for p in files if key.encode() in p.read_bytes()]
     assert leaked == []
+
+
+def test_a_key_passed_on_the_command_line_is_recorded_nowhere(train_cli, tmp_path):
+    """logger.wandb.api_key=KEY in a multirun: moved to WANDB_API_KEY before Hydra sees it, so neither .hydra/,
+    multirun.yaml, config.yaml, the run dir names, the records, the checkpoints, wandb's files nor the log hold it."""
+    key = "overridekey" * 3 + "abcdefg"
+    sweep_dir = tmp_path / "sweep"
+    env = {"WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_MODE": None, "WANDB_API_KEY": None,
+           "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"), "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
+           "WANDB_SILENT": "true"}
+    done = train_cli("-m", "logger=wandb", f"logger.wandb.api_key={key}", "seed=0,1", f"hydra.sweep.dir={sweep_dir}",
+                     env=env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "cannot be reached" in output and key not in output  # the key was used: it made wandb try online
+    paths = list(sweep_dir.rglob("*"))
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) == [
+        "seed=0", "seed=1"]
+    assert [str(p) for p in paths if key in str(p) or (p.is_file() and key.encode() in p.read_bytes())] == []
+
+
+def test_an_unknown_secret_on_the_command_line_is_refused(train_cli, tmp_path):
+    done = train_cli("+data.password=hunter2", f"hydra.run.dir={tmp_path}/run")
+    assert done.returncode != 0 and "looks like a secret" in done.stderr and "hunter2" not in done.stderr
+    assert not (tmp_path / "run").exists()
