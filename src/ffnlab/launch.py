@@ -13,12 +13,15 @@ In every mode the ranks share one TCPStore for the life of the process, and each
   - rank 0 decides what the point does (skip a finished run, resume, start fresh, or refuse) and the others read
     that decision from the store, so two ranks never act on different readings of the run dir;
   - the point's process group is created on the point's prefix, so the next point never meets its keys;
-  - a rank that fails writes its error to the store and aborts its group: the others' pending collectives fail at
-    once (gloo: "connection closed by peer") instead of after the collective timeout (30 minutes by default);
+  - a rank that fails writes its error to the store and closes its group (spawned workers of the point are
+    killed): the others' pending collectives fail at once (gloo: "connection closed by peer") instead of after the
+    collective timeout (30 minutes by default);
   - at the end every rank says so in the store (not through the group, which a failure may have broken) and waits
     for the others, at most `SETTLE_TIMEOUT_S`; the point then fails on every rank if it failed on one, with the
     first error as the cause, and the group is destroyed so the next point starts clean.
-NCCL: abort() and the group timeout are the same calls; reviewed, not run (no GPU here).
+NCCL: the group is aborted before it is destroyed; reviewed, not run (no GPU here). Several nodes in spawn mode
+(`trainer.num_nodes`, the command run on every node) need MASTER_ADDR, MASTER_PORT and NODE_RANK, as Lightning's
+own convention has it; torchrun or srun set them.
 """
 
 from __future__ import annotations
