@@ -3,6 +3,7 @@ message is made, and through the CLI for the exit status and the absence of a tr
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -35,7 +36,9 @@ def test_bad_values_are_one_line_naming_the_key_before_any_work(override, named,
         run(compose_tiny(tmp_path / "run", override))
     message = str(error.value)
     assert named in message and ("give" in message or "must" in message) and "\n" not in message
-    assert not (tmp_path / "run").exists()  # nothing was written: the check came first
+    # Nothing ran (no checkpoint, no history); the record says why, for a sweep's report.
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["metrics.json"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["error"] == f"ConfigError: {message}"
 
 
 @pytest.mark.parametrize("args, named", [

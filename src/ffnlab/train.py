@@ -244,11 +244,28 @@ def prepare_start(cfg: DictConfig, out_dir: Path, previous: dict | None) -> Star
     return Start(identity, resume_from, wandb_id)
 
 
+def record_bad_setting(cfg: DictConfig, error: ConfigError) -> None:
+    """A setting refused before any work still leaves a `failed` record, so a sweep's report lists the point; but
+    never over a finished record (that run's results are not this command's to lose)."""
+    try:
+        is_rank_zero = launch.resolve_world(cfg.trainer).rank == 0
+    except Exception:  # noqa: BLE001 - a trainer config too broken to say: only one process reads it then
+        is_rank_zero = True
+    out_dir = Path(cfg.paths.output_dir)
+    if is_rank_zero and not is_finished(read_metrics(out_dir)):
+        write_metrics(out_dir, {"status": "failed", "ffn": cfg.ffn.get("name"), "seed": cfg.get("seed"),
+                                "error": f"{type(error).__name__}: {error}"})
+
+
 def run(cfg: DictConfig) -> float:
     """Train one run and write its record; returns the final validation loss (what sweepers minimise).
     Every rank of the point calls it (ffnlab.launch); rank 0 decides and writes, the others follow."""
-    validate(cfg)
-    apply_budget(cfg)
+    try:
+        validate(cfg)
+        apply_budget(cfg)
+    except ConfigError as error:
+        record_bad_setting(cfg, error)
+        raise
     with launch.point(cfg.trainer) as point:
         return _run(cfg, point)
 
