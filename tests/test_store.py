@@ -208,6 +208,16 @@ def test_shards_are_byte_identical_for_any_num_proc(tmp_path):
     assert len(shard_bytes(one.cache_path)) > 3 and shard_bytes(one.cache_path) == shard_bytes(two.cache_path)
 
 
+def write_splits(directory: Path) -> dict[str, Path]:
+    """The first 1 M characters of the corpus as train/val/test text files (900 k / 50 k / 50 k)."""
+    text = CORPUS.read_text(encoding="utf-8")
+    files = {}
+    for split, (lo, hi) in {"train": (0, 900_000), "val": (900_000, 950_000), "test": (950_000, 1_000_000)}.items():
+        files[split] = directory / f"{split}.txt"
+        files[split].write_text(text[lo:hi], encoding="utf-8")
+    return files
+
+
 def prepare_cli(cache: Path, *overrides: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(REPO / "scripts" / "prepare_data.py"), "data=text_files", "data.tokenizer=char",
@@ -217,11 +227,7 @@ def prepare_cli(cache: Path, *overrides: str, env: dict | None = None) -> subpro
 
 @pytest.mark.slow
 def test_a_killed_preparation_resumes_to_identical_shards(tmp_path):
-    text = CORPUS.read_text(encoding="utf-8")
-    files = {}
-    for split, (lo, hi) in {"train": (0, 900_000), "val": (900_000, 950_000), "test": (950_000, 1_000_000)}.items():
-        files[split] = tmp_path / f"{split}.txt"
-        files[split].write_text(text[lo:hi], encoding="utf-8")
+    files = write_splits(tmp_path)
     overrides = [f"data.{split}_files=[{path}]" for split, path in files.items()] + ["+data.shard_tokens=100000"]
     whole = prepare_cli(tmp_path / "whole", *overrides)
     assert whole.wait(timeout=300) == 0, whole.stdout.read()
@@ -360,11 +366,7 @@ def test_a_run_trains_from_a_read_only_cache(compose_tiny, tmp_path, read_only):
 def test_four_processes_preparing_one_new_entry_build_it_once(tmp_path):
     """Started together on the same new entry: exactly one tokenizes, the others wait and reuse it; identical ids,
     and nothing but the store's files left in the entry."""
-    text = CORPUS.read_text(encoding="utf-8")
-    files = {}
-    for split, (lo, hi) in {"train": (0, 900_000), "val": (900_000, 950_000), "test": (950_000, 1_000_000)}.items():
-        files[split] = tmp_path / f"{split}.txt"
-        files[split].write_text(text[lo:hi], encoding="utf-8")
+    files = write_splits(tmp_path)
     # BPE-1024 takes seconds to learn: long enough for all four to find the entry missing
     overrides = [f"data.{split}_files=[{path}]" for split, path in files.items()] + ["data.tokenizer=bpe"]
     jobs = [prepare_cli(tmp_path / "cache", *overrides) for _ in range(4)]
