@@ -10,30 +10,15 @@ import argparse
 import json
 import sys
 
-from ffnlab.compose import compose_config
+from ffnlab.compose import compose_config, model_config
 from ffnlab.config import to_dataclass
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from ffnlab.errors import ConfigError, one_line
 from ffnlab.ffn import VARIANTS, FFNConfig
-from ffnlab.model import ModelConfig
+from ffnlab.hardware import bf16_peak
 from ffnlab.sizes import STAT_KEYS, model_stats
-from omegaconf import OmegaConf
-
-
-def vocab_size_of(cfg) -> int:
-    """model.vocab_size, else the tokenizer's: BPE's target size, or the char vocab read from the data."""
-    if cfg.model.vocab_size is not None:
-        return cfg.model.vocab_size
-    if cfg.data.tokenizer == "bpe":
-        return cfg.data.vocab_size
-    from hydra.utils import instantiate
-
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    return datamodule.vocab_size
 
 
 def main(argv: list[str]) -> int:
@@ -45,8 +30,7 @@ def main(argv: list[str]) -> int:
         rows = []
         for name in VARIANTS:
             cfg = compose_config([*args.overrides, f"ffn={name}"])
-            fields = OmegaConf.to_container(cfg.model, resolve=True) | {"vocab_size": vocab_size_of(cfg)}
-            stats = model_stats(ModelConfig(**fields), to_dataclass(FFNConfig, cfg.ffn))
+            stats = model_stats(model_config(cfg), to_dataclass(FFNConfig, cfg.ffn))
             rows.append({"ffn": name, **stats})
     except (ConfigError, HydraException, OmegaConfBaseException) as error:  # one line, as train.py says it
         print(f"error: {one_line(error)}", file=sys.stderr)
@@ -67,8 +51,8 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-# Dense bf16 peaks from the vendors' data sheets (no sparsity): H100 SXM 989 TFLOP/s, A100 312 TFLOP/s.
-PEAK_TFLOPS = {"H100": 989.0, "A100": 312.0}
+# Dense bf16 peaks from ffnlab.hardware (the vendors' data sheets, no sparsity).
+PEAK_TFLOPS = {gpu: bf16_peak(gpu)[1] / 1e12 for gpu in ("H100", "A100")}
 MFU = 0.40
 
 
@@ -85,8 +69,7 @@ def study_cost(overrides: list[str]) -> dict:
         world = world_size(cfg.trainer)
         global_batch = cfg.data.batch_size * world * int(cfg.trainer.get("accumulate_grad_batches", 1) or 1)
         tokens = int(cfg.trainer.max_steps) * global_batch * int(cfg.model.seq_len)
-        fields = OmegaConf.to_container(cfg.model, resolve=True) | {"vocab_size": vocab_size_of(cfg)}
-        stats = model_stats(ModelConfig(**fields), to_dataclass(FFNConfig, cfg.ffn))
+        stats = model_stats(model_config(cfg), to_dataclass(FFNConfig, cfg.ffn))
         flops = stats["flops_per_token"] * tokens
         runs.append({"point": " ".join(point), "ffn": cfg.ffn.name, "steps": int(cfg.trainer.max_steps),
                      "tokens": tokens, "training_flops": flops,

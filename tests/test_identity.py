@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from ffnlab.threads import apply_threads
 import torch
 
 from ffnlab import record
@@ -47,7 +49,9 @@ def copy(finished, tmp_path) -> Path:
 def test_record_holds_the_three_parts_of_the_identity(finished, compose_tiny, tiny_corpus):
     metrics = read_metrics(finished)
     assert metrics["results_format"] == RESULTS_FORMAT
-    assert metrics["config_hash"] == config_hash(compose_tiny(finished, "ffn=relu"))
+    cfg = compose_tiny(finished, "ffn=relu")
+    apply_threads(cfg)  # the hash holds the resolved thread count, not null
+    assert metrics["config_hash"] == config_hash(cfg)
     train = metrics["data_identity"]["train_files"]["train.txt"]
     assert train["bytes"] == tiny_corpus["train"].stat().st_size and len(train["sha256"]) == 64
 
@@ -204,6 +208,8 @@ def test_a_rerun_leaves_exactly_one_newest_last_ckpt(how, copy, compose_tiny):
         (copy / "metrics.json").unlink()  # what a killed run leaves: config.yaml and checkpoints, no record
     run(compose_tiny(copy, "ffn=relu", "trainer.max_steps=4", *(["force=true"] if how == "force" else [])))
     assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == ["last.ckpt"]
+    # Anywhere in the run dir: Lightning's default ModelCheckpoint once wrote csv/checkpoints/epoch=0-step=N.ckpt too.
+    assert [p.relative_to(copy).as_posix() for p in copy.rglob("*.ckpt")] == ["checkpoints/last.ckpt"]
     checkpoint = torch.load(copy / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["global_step"] == 4  # this run's, not the 6-step one before it
 

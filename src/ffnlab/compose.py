@@ -16,6 +16,29 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), with_hydra: bool
         return compose(config_name="train", overrides=list(overrides), return_hydra_config=with_hydra)
 
 
+def vocab_size_of(cfg: DictConfig) -> int:
+    """model.vocab_size, else the tokenizer's: BPE's target size, or the char vocab read from the data."""
+    if cfg.model.vocab_size is not None:
+        return cfg.model.vocab_size
+    if cfg.data.tokenizer == "bpe":
+        return cfg.data.vocab_size
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule.vocab_size
+
+
+def model_config(cfg: DictConfig):
+    """The run's ModelConfig, its vocabulary resolved without training (scripts: params.py, benchmark.py)."""
+    from omegaconf import OmegaConf
+
+    from ffnlab.model import ModelConfig
+
+    return ModelConfig(**(OmegaConf.to_container(cfg.model, resolve=True) | {"vocab_size": vocab_size_of(cfg)}))
+
+
 def sweep_points(overrides: list[str] | tuple[str, ...] = ()) -> list[list[str]]:
     """The override lists of every point a `python train.py -m <overrides>` sweep would run (the experiment's
     `hydra.sweeper.params` and comma lists on the command line), in Hydra's order."""

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -193,6 +194,7 @@ class TextDataModule(L.LightningDataModule):
         global_batch_size: int | None = None,  # resolved into batch_size and accumulation by ffnlab.budget
         sampling: str | None = None, max_epochs: int | None = None, eval_documents: int | None = None,
         max_train_tokens: int | None = None, hub_eval_files: Sequence[str] | None = None,
+        fit_val_windows: int | None = None,
     ):
         super().__init__()
         if tokenizer not in TOKENIZERS:
@@ -223,6 +225,9 @@ class TextDataModule(L.LightningDataModule):
         self.hub_eval_files = list(hub_eval_files) if hub_eval_files else None
         self.seq_len, self.batch_size, self.eval_batch_size = seq_len, batch_size, eval_batch_size or batch_size
         self.seed, self.num_workers = seed, num_workers
+        # Validations during fit score the first fit_val_windows windows of the validation split (a fixed subset:
+        # the curve's points are comparable with each other); the final validation and the test score whole splits.
+        self.fit_val_windows = fit_val_windows
         self.hub_path, self.hub_name, self.revision = hub_path, hub_name, revision
         if eval_documents is not None and test_files is None and val_files is not None:
             test_files = val_files  # carved: the next eval_documents documents of the same files
@@ -472,15 +477,18 @@ class TextDataModule(L.LightningDataModule):
         return self._loader(windows, batch_size=None)  # the dataset yields whole batches
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
+        fitting = self.trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        return self._eval_loader("val", self.fit_val_windows if fitting else None)
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
 
-    def _eval_loader(self, split: str) -> DataLoader:
+    def _eval_loader(self, split: str, first_windows: int | None = None) -> DataLoader:
         """Rank r of W scores windows r, r+W, ...: each token once across ranks, no padding windows
         (the module sums loss and token counts over ranks, so uneven shares are exact)."""
         windows = EvalWindows(self._ids[split], self.seq_len)
+        if first_windows is not None and first_windows < len(windows):
+            windows = Subset(windows, range(first_windows))
         rank, world_size = rank_and_world_size()
         if world_size > 1:
             windows = Subset(windows, range(rank, len(windows), world_size))

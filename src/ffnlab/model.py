@@ -18,6 +18,7 @@ from torch import nn
 
 from ffnlab.errors import ConfigError
 from ffnlab.ffn import FeedForward, FFNConfig, solve_ffn_hidden
+from ffnlab.loss import loss_sum
 
 
 INITS = ("gpt2", "t5")
@@ -134,15 +135,21 @@ class Transformer(nn.Module):
         if not any(p.is_meta for p in self.parameters()):
             init_weights(self, seed)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, T) -> logits (B, T, vocab)."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                loss_chunk_tokens: int | None = None):
+        """Token ids (B, T) -> logits (B, T, vocab); with targets (B, T), (summed cross-entropy, scored tokens)
+        instead, the logits made in chunks of `loss_chunk_tokens` when given (ffnlab.loss). The loss is computed
+        here, inside the model's forward, so a sharded (FSDP) head is gathered while it is used."""
         if idx.shape[1] > self.cfg.seq_len:
             raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds model.seq_len={self.cfg.seq_len}")
         x = self.embed(idx)
         for block in self.blocks:
             x = block(x, self.rope_cos, self.rope_sin)
         x = self.norm(x)
-        return self.head(x * self.head_input_scale if self.head_input_scale != 1.0 else x)
+        x = x * self.head_input_scale if self.head_input_scale != 1.0 else x
+        if targets is None:
+            return self.head(x)
+        return loss_sum(self.head, x, targets, loss_chunk_tokens)
 
 
 RESIDUAL_OUTPUTS = ("attn.wo.weight", "ffn.w_out.weight")

@@ -1,28 +1,32 @@
-"""LightningModule: next-token cross-entropy, token-weighted evaluation, throughput, the optimizer of ffnlab.optim."""
+"""LightningModule: next-token cross-entropy, token-weighted evaluation, the optimizer of ffnlab.optim.
+Its wall-time totals are kept by ffnlab.throughput.TrainClock."""
 
 from __future__ import annotations
 
-import time
-
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from ffnlab.ffn import FFNConfig
 from ffnlab.model import ModelConfig, Transformer
 from ffnlab.optim import OptimConfig, decay_groups, lr_multiplier
-from ffnlab.windows import IGNORE_INDEX
+
+
+PROGRESS = ("tokens_seen", "train_time_s", "eval_time_s", "between_steps_s")  # saved in every checkpoint
 
 
 class LanguageModel(L.LightningModule):
-    def __init__(self, model: ModelConfig, ffn: FFNConfig, optim: OptimConfig, seed: int, max_steps: int):
+    def __init__(self, model: ModelConfig, ffn: FFNConfig, optim: OptimConfig, seed: int, max_steps: int,
+                 loss_chunk_tokens: int | None = None):
         super().__init__()
+        self.loss_chunk_tokens = loss_chunk_tokens  # ffnlab.loss: bounds the logits' memory at large vocabularies
         self.model_cfg, self.ffn_cfg, self.optim_cfg, self.max_steps = model, ffn, optim, max_steps
         self.model = Transformer(model, ffn, seed=seed)
         self._eval_sums: torch.Tensor | None = None
-        self._step_started = 0.0
         self.tokens_seen = 0
-        self.train_time_s = 0.0
+        # Kept by ffnlab.throughput.TrainClock, saved in checkpoints: a resumed run counts all its training.
+        self.train_time_s = 0.0  # fit's wall time minus its validations
+        self.eval_time_s = 0.0  # validation and test passes, in fit and after it
+        self.between_steps_s = 0.0  # from one step's end to the next one's start: data loading and the loop
         self.extra_checkpoint_state: dict = {}  # resolved config + tokenizer, set by ffnlab.train
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -30,18 +34,13 @@ class LanguageModel(L.LightningModule):
 
     def _loss_sum(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
-        logits = self.model(x)
-        loss_sum = F.cross_entropy(
-            logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-        )
-        return loss_sum, (y != IGNORE_INDEX).sum()
+        return self.model(x, y, self.loss_chunk_tokens)
 
     # ------------------------------------------------------------------ training
     def on_train_batch_start(self, batch, batch_idx):
         # Counted when the batch is taken, not after it: ffnlab.checkpoint saves in on_train_batch_end, which Lightning
         # calls before this module's own hook, and a checkpoint must count the batch its weights have seen.
         self.tokens_seen += batch[0].numel() * self.trainer.world_size
-        self._step_started = time.perf_counter()
 
     def training_step(self, batch, batch_idx):
         loss_sum, n_tokens = self._loss_sum(batch)
@@ -52,10 +51,6 @@ class LanguageModel(L.LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
-        step_tokens = batch[0].numel() * self.trainer.world_size
-        step_s = time.perf_counter() - self._step_started
-        self.train_time_s += step_s
-        self.log("tokens_per_s", step_tokens / step_s, on_step=True, on_epoch=False)
         self.log("tokens_seen", float(self.tokens_seen), on_step=True, on_epoch=False)
 
     # ------------------------------------------------------------------ evaluation (token-weighted)
@@ -115,10 +110,10 @@ class LanguageModel(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint.update(self.extra_checkpoint_state)
-        checkpoint["ffnlab_progress"] = {"tokens_seen": self.tokens_seen, "train_time_s": self.train_time_s}
+        checkpoint["ffnlab_progress"] = {key: getattr(self, key) for key in PROGRESS}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """A resumed run counts the tokens and training time before the interruption too."""
         progress = checkpoint.get("ffnlab_progress", {})
-        self.tokens_seen = progress.get("tokens_seen", 0)
-        self.train_time_s = progress.get("train_time_s", 0.0)
+        for key in PROGRESS:
+            setattr(self, key, progress.get(key, 0))

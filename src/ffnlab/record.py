@@ -45,6 +45,7 @@ BOOKKEEPING_KEYS = (
     "paths",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
+    "trainer.enable_checkpointing",  # Lightning's own ModelCheckpoint (off: ffnlab.checkpoint saves)
     "trainer.val_check_interval",  # cadence of validation and checkpoints, not numerics
     "trainer.log_every_n_steps",
     "data.num_workers",
@@ -56,7 +57,12 @@ BOOKKEEPING_KEYS = (
     "data.train_files",
     "data.val_files",
     "data.test_files",
+    "peak_flops",  # the denominator of MFU
 )
+
+# Keys added to the config after runs had already recorded their value elsewhere in the record: a record whose
+# config.yaml lacks the key is the same run when that recorded value equals the key's value now.
+RECORDED_BEFORE = {"cpu_threads": ("setting", "cpu_threads")}
 
 FORCE_HINT = "pass force=true to re-run it from scratch, or set a new experiment_name to keep both"
 
@@ -113,9 +119,10 @@ def identity_differences(
     """What differs between a finished record (and its config.yaml) and the run asked for (its identity and
     config), as short phrases; [] when it is the same run.
 
-    A key that the recorded config lacks is no difference when its value now is null or its schema default
-    (`defaults`, dotted keys): a key added to ffnlab after a run finished, left at the default, does not change
-    what that run computed, so committed study records stay reusable as the framework grows."""
+    A key that the recorded config lacks is no difference when its value now is null, its schema default
+    (`defaults`, dotted keys) or the value the record holds for it elsewhere (`RECORDED_BEFORE`): a key added to
+    ffnlab after a run finished, left at what that run did, does not change what it computed, so committed study
+    records stay reusable as the framework grows."""
     defaults = defaults or {}
     found = []
     if record.get("results_format", 1) != identity["results_format"]:
@@ -128,7 +135,7 @@ def identity_differences(
             keys = sorted(
                 k for k in old.keys() | new.keys()
                 if old.get(k, "<absent>") != new.get(k, "<absent>")
-                and not (k not in old and new[k] == defaults.get(k))
+                and not (k not in old and new[k] in (defaults.get(k), _recorded_before(record, k)))
             )
             shown = ", ".join(f"{k}: {old.get(k, '<absent>')} -> {new.get(k, '<absent>')}" for k in keys[:6])
             if keys:
@@ -137,6 +144,13 @@ def identity_differences(
     if old_data != new_data:
         found.append("data " + _data_difference(old_data, new_data))
     return found
+
+
+def _recorded_before(record: dict, key: str):
+    node = record
+    for part in RECORDED_BEFORE.get(key, ("<none>",)):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _data_difference(old, new) -> str:

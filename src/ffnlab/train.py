@@ -45,6 +45,8 @@ from ffnlab.record import (
 from ffnlab.runlock import RunLock
 from ffnlab.sizes import model_stats
 from ffnlab.stack import software_stack
+from ffnlab.threads import apply_threads
+from ffnlab.throughput import TrainClock
 from ffnlab.validate import validate
 
 log = logging.getLogger("ffnlab")
@@ -88,6 +90,7 @@ class Built:
     module: LanguageModel
     trainer: L.Trainer
     loggers: list
+    clock: TrainClock
 
 
 def reuse_finished(cfg: DictConfig, out_dir: Path, record: dict) -> float:
@@ -136,7 +139,8 @@ def build(cfg: DictConfig, out_dir: Path, wandb_id: str) -> Built:
     stats = model_stats(model_cfg, ffn_cfg)
     log.info("ffn=%s seed=%s %s", variant_label(ffn_cfg), cfg.seed, " ".join(f"{k}={v:,}" for k, v in stats.items()))
 
-    module = LanguageModel(model_cfg, ffn_cfg, optim_cfg, seed=cfg.seed, max_steps=cfg.trainer.max_steps)
+    module = LanguageModel(model_cfg, ffn_cfg, optim_cfg, seed=cfg.seed, max_steps=cfg.trainer.max_steps,
+                           loss_chunk_tokens=cfg.get("loss_chunk_tokens"))
     module.extra_checkpoint_state = {  # a checkpoint is self-contained: scripts/sample.py needs nothing else
         "ffnlab_config": OmegaConf.to_container(cfg, resolve=True),
         "ffnlab_model_config": dataclasses.asdict(model_cfg),
@@ -152,9 +156,10 @@ def build(cfg: DictConfig, out_dir: Path, wandb_id: str) -> Built:
         loggers.append(instantiate(logger_cfg, **({"id": wandb_id, "resume": "allow"} if name == "wandb" else {})))
     checkpoint = LastCheckpoint(out_dir / CHECKPOINT_DIR, **cfg.checkpoint)
     # Divergence first: a non-finite loss stops the run before a checkpoint of its weights is saved.
-    callbacks = [DivergenceCheck(cfg.trainer.log_every_n_steps), checkpoint]
+    clock = TrainClock(stats["flops_per_token"], cfg.trainer.log_every_n_steps, cfg.get("peak_flops"))
+    callbacks = [DivergenceCheck(cfg.trainer.log_every_n_steps), clock, checkpoint]
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=out_dir)
-    return Built(datamodule, model_cfg, ffn_cfg, optim_cfg, stats, module, trainer, loggers)
+    return Built(datamodule, model_cfg, ffn_cfg, optim_cfg, stats, module, trainer, loggers, clock)
 
 
 def fit(cfg: DictConfig, built: Built, resume_from: Path | None) -> tuple[float, float]:
@@ -172,8 +177,10 @@ def fit(cfg: DictConfig, built: Built, resume_from: Path | None) -> tuple[float,
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if trainer.interrupted or trainer.global_step < cfg.trainer.max_steps:
         raise RuntimeError(f"training stopped at step {trainer.global_step} of {cfg.trainer.max_steps}")
-    # Fit's last validation is of the final weights when it ran at the last step (a pass costs seconds on a CPU).
-    if trainer.global_step % trainer.val_check_interval == 0 and "val/loss" in trainer.callback_metrics:
+    # Fit's last validation is of the final weights when it ran at the last step over the whole split (a pass costs
+    # seconds on a CPU); with data.fit_val_windows, fit's validations score a subset and the final one runs here.
+    whole_split = datamodule.fit_val_windows is None
+    if whole_split and trainer.global_step % trainer.val_check_interval == 0 and "val/loss" in trainer.callback_metrics:
         val_loss = trainer.callback_metrics["val/loss"].item()
     else:
         val_loss = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
@@ -195,6 +202,7 @@ def launch_settings(trainer: L.Trainer) -> dict:
 def final_record(cfg: DictConfig, built: Built, identity: dict, losses: tuple[float, float], wall_s: float) -> dict:
     val_loss, test_loss = losses
     module, trainer, datamodule = built.module, built.trainer, built.datamodule
+    tokens_per_s = module.tokens_seen / max(module.train_time_s, 1e-9)  # training wall time: data and loop included
     return {
         "status": "finished",
         **identity,
@@ -212,8 +220,14 @@ def final_record(cfg: DictConfig, built: Built, identity: dict, losses: tuple[fl
         "unigram_entropy": datamodule.unigram_entropy,
         "steps": trainer.global_step,
         "tokens_seen": module.tokens_seen,
-        "tokens_per_s": module.tokens_seen / max(module.train_time_s, 1e-9),
+        "tokens_per_s": tokens_per_s,
+        "mfu": built.clock.mfu(tokens_per_s, trainer.world_size),
         "wall_s": wall_s,
+        "timing": {  # ffnlab.throughput: fit's training and the evaluation passes, device-synchronised
+            "train_s": module.train_time_s,
+            "eval_s": module.eval_time_s,
+            "between_steps_s": module.between_steps_s,
+        },
         **built.stats,
         "data_hash": datamodule.data_hash,
         "stack": software_stack(module.device),
@@ -263,6 +277,7 @@ def run(cfg: DictConfig) -> float:
     try:
         validate(cfg)
         apply_budget(cfg)
+        apply_threads(cfg)
     except ConfigError as error:
         record_bad_setting(cfg, error)
         raise

@@ -42,8 +42,12 @@ def devices(value) -> bool:
 CHECKS: dict[str, tuple[Callable, str]] = {
     "seed": (non_negative_int, "an integer >= 0"),
     "train_tokens": (optional(positive_int), "null or a positive integer"),
+    "loss_chunk_tokens": (optional(positive_int), "null or a positive integer (tokens per loss chunk)"),
+    "cpu_threads": (optional(positive_int), "null (torch's default) or a positive integer"),
+    "peak_flops": (optional(lambda v: non_negative_number(v) and v > 0), "null or a FLOP/s figure > 0"),
     "data.batch_size": (positive_int, "a positive integer"),
     "data.eval_batch_size": (optional(positive_int), "null or a positive integer"),
+    "data.fit_val_windows": (optional(positive_int), "null (the whole split) or a positive number of windows"),
     "data.global_batch_size": (optional(positive_int), "null or a positive integer"),
     "data.vocab_size": (positive_int, "a positive integer"),
     "data.num_workers": (non_negative_int, "an integer >= 0"),

@@ -1,0 +1,231 @@
+"""Training throughput of ffnlab against HF Llama and against the hardware's kernel floor, interleaved in one
+process so machine noise hits every contender alike; then where a real train.py run's time goes.
+
+    python scripts/benchmark.py                                   # the default shape, all 18 variants
+    python scripts/benchmark.py --variants swiglu,relu --steps 3 --rounds 5 --json bench.json
+    python scripts/benchmark.py model.d_model=256 model.n_heads=4 model.seq_len=256 model.vocab_size=4096 \\
+        model.tie_embeddings=false data.batch_size=8 ffn.multiple_of=16 --variants swiglu,geglu,reglu --no-run
+
+Overrides are train.py's (Hydra). Per variant it reports tokens/s of ffnlab's training step and of HF
+`LlamaForCausalLM` at the same shapes and weights (SwiGLU, GEGLU, ReGLU: the variants its MLP can express; needs
+the `bench` extra), the median of the per-round ratio with its range, and the kernel floor: the summed time of the
+step's matmuls, attention and cross-entropy, each timed alone in the same rounds (ffnlab.bench.contenders). The
+train.py section runs the first variant through ffnlab.train.run and reports the loop's overhead (its training
+tokens/s against the raw step timed around it), the time between steps (data loading and loop), the training
+loader alone, and evaluation's and setup's shares of the run's wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+
+from ffnlab.bench import contenders, runpath, timing
+from ffnlab.compose import compose_config, model_config
+from ffnlab.config import to_dataclass
+from ffnlab.errors import ConfigError, one_line
+from ffnlab.ffn import VARIANTS, FFNConfig, n_input_matrices
+from ffnlab.optim import OptimConfig
+from ffnlab.sizes import model_stats
+from ffnlab.threads import apply_threads
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="train.py's Hydra overrides (the shape, batch, threads ...)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; default: all 18")
+    parser.add_argument("--steps", type=int, default=3, help="training steps per contender per round")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per contender first")
+    parser.add_argument("--no-hf", action="store_true", help="skip HF Llama")
+    parser.add_argument("--no-run", action="store_true", help="skip the train.py run")
+    parser.add_argument("--run-steps", type=int, default=None, help="max_steps of the train.py run (default: the "
+                        "config's: the run a researcher makes)")
+    parser.add_argument("--json", default=None, help="write every figure to this file")
+    args = parser.parse_args(argv)
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
+    if min(args.steps, args.rounds) < 1 or args.warmup < 0:
+        parser.error("--steps and --rounds must be >= 1, --warmup >= 0")
+    return args
+
+
+def device_of(cfg) -> torch.device:
+    return torch.device("cuda" if cfg.trainer.accelerator in ("gpu", "cuda") else "cpu")
+
+
+def autocast(cfg, device: torch.device):
+    """The step under the trainer's precision: bf16 autocast for bf16-mixed (GPU; reviewed, not run here)."""
+    if "bf16" in str(cfg.trainer.precision):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def under(context_factory, fn):
+    def run():
+        with context_factory():
+            fn()
+    return run
+
+
+def build_contenders(args, overrides: list[str]):
+    """{name: step}, the kernel list per variant, and per-variant facts."""
+    steps, kernels, facts = {}, {}, {}
+    for name in args.variants.split(","):
+        cfg = compose_config([*overrides, f"ffn={name}"])
+        apply_threads(cfg)
+        device = device_of(cfg)
+        model_cfg, ffn_cfg = model_config(cfg), to_dataclass(FFNConfig, cfg.ffn)
+        optim = to_dataclass(OptimConfig, cfg.optim)
+        stats = model_stats(model_cfg, ffn_cfg)
+        batch = int(cfg.data.batch_size)
+        amp = lambda: autocast(cfg, device)  # noqa: E731
+        steps[f"ffnlab {name}"] = under(amp, contenders.ffnlab_step(model_cfg, ffn_cfg, optim, batch, device))
+        if not args.no_hf and name in hf_variants():
+            steps[f"HF {name}"] = under(amp, contenders.hf_step(model_cfg, ffn_cfg, optim, batch, device))
+        kernels[name] = contenders.floor_kernels(model_cfg, stats["ffn_hidden"], n_input_matrices(ffn_cfg), batch,
+                                                 device)
+        facts[name] = {"ffn_hidden": stats["ffn_hidden"], "params_total": stats["params_total"],
+                       "flops_per_token": stats["flops_per_token"], "tokens_per_step": batch * model_cfg.seq_len}
+    return steps, kernels, facts, cfg, device
+
+
+def hf_variants() -> tuple[str, ...]:
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        print("transformers is not installed (pip install -e '.[bench]'): HF Llama is skipped", file=sys.stderr)
+        return ()
+    from ffnlab.bench.hf import HIDDEN_ACT
+
+    return tuple(HIDDEN_ACT)
+
+
+def step_figures(args, steps, kernels, facts, device) -> tuple[list[dict], dict]:
+    unique = {k.name: k for ks in kernels.values() for k in ks}  # variants share most kernels: time each once
+    timed = timing.interleaved({**steps, **{f"kernel {n}": k.run for n, k in unique.items()}},
+                               rounds=args.rounds, steps=args.steps, warmup=args.warmup, device=device)
+    rows, breakdown = [], {}
+    for name, ks in kernels.items():
+        floor = [sum(k.count * timed[f"kernel {k.name}"][r] for k in ks) for r in range(args.rounds)]
+        tokens = facts[name]["tokens_per_step"]
+        ours = timed[f"ffnlab {name}"]
+        row = {"ffn": name, **facts[name],
+               "ffnlab_tokens_per_s": tokens / timing.median(ours),
+               "ffnlab_gflop_per_s": facts[name]["flops_per_token"] * tokens / timing.median(ours) / 1e9,
+               "floor_tokens_per_s": tokens / timing.median(floor),
+               "ffnlab_of_floor": timing.paired_ratio(floor, ours)}
+        if f"HF {name}" in timed:
+            hf = timed[f"HF {name}"]
+            row |= {"hf_tokens_per_s": tokens / timing.median(hf),
+                    "ffnlab_over_hf": timing.paired_ratio(hf, ours),  # tokens/s ratio = inverse time ratio
+                    "hf_of_floor": timing.paired_ratio(floor, hf)}
+        rows.append(row)
+        total = timing.median(floor)
+        breakdown[name] = [{"kernel": k.name, "count": k.count,
+                            "ms_per_step": 1e3 * k.count * timing.median(timed[f"kernel {k.name}"]),
+                            "share_of_floor": k.count * timing.median(timed[f"kernel {k.name}"]) / total} for k in ks]
+    return rows, breakdown
+
+
+def train_py_figures(args, overrides: list[str], device) -> dict:
+    """One train.py run of the first variant, with the raw step of the same config timed before and after it."""
+    name = args.variants.split(",")[0]
+    cfg = compose_config([*overrides, f"ffn={name}", "trainer.enable_progress_bar=false",
+                          *([f"trainer.max_steps={args.run_steps}"] if args.run_steps else [])])
+    apply_threads(cfg)
+    model_cfg, ffn_cfg = model_config(cfg), to_dataclass(FFNConfig, cfg.ffn)
+    raw = contenders.ffnlab_step(model_cfg, ffn_cfg, to_dataclass(OptimConfig, cfg.optim), int(cfg.data.batch_size),
+                                 device)
+    tokens = int(cfg.data.batch_size) * model_cfg.seq_len
+    before = timing.interleaved({"raw": raw}, rounds=args.rounds, steps=args.steps, warmup=args.warmup, device=device)
+    record = runpath.train_py_run(cfg.copy())
+    after = timing.interleaved({"raw": raw}, rounds=args.rounds, steps=args.steps, warmup=0, device=device)
+    raw_tokens_per_s = tokens / timing.median(before["raw"] + after["raw"])
+    loader = runpath.loader_seconds_per_batch(cfg)
+    t = record["timing"]
+    steps = record["steps"]
+    return {
+        "ffn": name, "steps": steps, "wall_s": record["wall_s"], **t,
+        "run_tokens_per_s": record["tokens_per_s"],
+        "raw_step_tokens_per_s": raw_tokens_per_s,
+        "run_over_raw": record["tokens_per_s"] / raw_tokens_per_s,
+        "between_steps_share_of_training": t["between_steps_s"] / t["train_s"],
+        "loader_ms_per_batch": 1e3 * loader,
+        "loader_share_of_step": loader * steps / t["train_s"],
+        "eval_share_of_run": t["eval_s"] / record["wall_s"],
+        "outside_fit_share_of_run": (record["wall_s"] - t["train_s"] - t["eval_s"]) / record["wall_s"],
+        "val_loss": record["val_loss"],
+    }
+
+
+def fmt_ratio(r) -> str:
+    return f"{r[0]:.2f} ({r[1]:.2f}–{r[2]:.2f})"
+
+
+def print_tables(result: dict) -> None:
+    print(f"\n{result['when']}  {result['command']}")
+    print(f"{result['shape']}  threads={result['cpu_threads']}  {result['stack']}\n")
+    print("| ffn | hidden | ffnlab tok/s | GFLOP/s | HF tok/s | ffnlab/HF | floor tok/s | ffnlab of floor | "
+          "HF of floor |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in result["variants"]:
+        hf = (f"{r['hf_tokens_per_s']:,.0f} | {fmt_ratio(r['ffnlab_over_hf'])}" if "hf_tokens_per_s" in r
+              else "– | –")
+        print(f"| {r['ffn']} | {r['ffn_hidden']} | {r['ffnlab_tokens_per_s']:,.0f} | {r['ffnlab_gflop_per_s']:.1f} | "
+              f"{hf} | {r['floor_tokens_per_s']:,.0f} | {fmt_ratio(r['ffnlab_of_floor'])} | "
+              f"{fmt_ratio(r['hf_of_floor']) if 'hf_of_floor' in r else '–'} |")
+    first = result["variants"][0]["ffn"]
+    print(f"\nkernel floor of one {first} step:")
+    for k in result["floor_breakdown"][first]:
+        print(f"  {k['kernel']:<34} x{k['count']:<3} {k['ms_per_step']:8.2f} ms  {k['share_of_floor']:6.1%}")
+    run = result.get("train_py")
+    if run:
+        print(f"\ntrain.py, ffn={run['ffn']}, {run['steps']} steps, {run['wall_s']:.1f} s wall:")
+        print(f"  training tokens/s {run['run_tokens_per_s']:,.0f} = {run['run_over_raw']:.3f}x the raw step "
+              f"({run['raw_step_tokens_per_s']:,.0f})")
+        print(f"  between steps (data + loop): {run['between_steps_share_of_training']:.1%} of training time; "
+              f"the loader alone {run['loader_ms_per_batch']:.2f} ms/batch = {run['loader_share_of_step']:.1%}")
+        print(f"  evaluation {run['eval_s']:.1f} s = {run['eval_share_of_run']:.1%} of the run; outside fit "
+              f"(build, data, setup) {run['outside_fit_share_of_run']:.1%}")
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    overrides = args.overrides
+    try:
+        steps, kernels, facts, cfg, device = build_contenders(args, overrides)
+        model_cfg = model_config(cfg)
+    except ConfigError as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    rows, breakdown = step_figures(args, steps, kernels, facts, device)
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "command": "python scripts/benchmark.py " + " ".join(argv),
+        "shape": f"vocab {model_cfg.vocab_size}, d_model {model_cfg.d_model}, {model_cfg.n_layers} layers, "
+                 f"{model_cfg.n_heads} heads, seq {model_cfg.seq_len}, batch {cfg.data.batch_size}, "
+                 f"{'tied' if model_cfg.tie_embeddings else 'untied'}, {cfg.trainer.precision}",
+        "cpu_threads": torch.get_num_threads(),
+        "stack": f"torch {torch.__version__}, {platform.processor() or platform.machine()}",
+        "rounds": args.rounds, "steps_per_round": args.steps,
+        "variants": rows, "floor_breakdown": breakdown,
+    }
+    if not args.no_run:
+        result["train_py"] = train_py_figures(args, overrides, device)
+    print_tables(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,32 @@
+"""The committed run records stay reusable by today's code: a re-run of a study's sweep skips them (the brief:
+sweeps skip finished points). A key added to the config since must leave them matching, or bump RESULTS_FORMAT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from ffnlab.compose import compose_config
+from ffnlab.config import schema_defaults
+from ffnlab.data import data_identity
+from ffnlab.record import identity_differences, read_config, read_metrics, run_identity
+
+RESULTS = REPO / "docs" / "results"
+# The study each committed records directory was swept by (the quick study's records were made before it pinned
+# its launcher settings; ffnlab.record.RECORDED_BEFORE and the null rule keep them matching).
+POINTS = [(study, run) for study in ("init_compare", "lr_sweep", "compute_ladder")
+          for run in sorted((RESULTS / study / "runs").iterdir())[:2]]
+
+
+@pytest.mark.parametrize("study, run_dir", POINTS, ids=[f"{s}/{r.name}" for s, r in POINTS])
+def test_a_committed_record_is_the_run_its_study_would_make_today(study, run_dir: Path):
+    record = read_metrics(run_dir)
+    experiment = "compute_ladder_lr" if study == "compute_ladder" and "optim.lr" in run_dir.name else study
+    threads = record["setting"]["cpu_threads"]  # this machine's default need not be the record's
+    overrides = [f"experiment={experiment}", *run_dir.name.split(","), f"cpu_threads={threads}",
+                 "paths.output_dir=unused"]  # bookkeeping
+    cfg = compose_config(overrides)
+    identity = run_identity(cfg, data_identity(cfg.data))
+    assert identity_differences(record, identity, read_config(run_dir), cfg, schema_defaults()) == []
