@@ -7,7 +7,9 @@ trainer's default), AdamW over ffnlab's decay groups, zero_grad. So the step rat
 The kernel floor is the time of the step's irreducible kernels, each timed alone on its own tensors: every
 matmul's forward, dX and dW products (attention's wqkv and wo, the FFN's w_in and w_out, the head), causal SDPA
 forward and backward, and the cross-entropy's forward and backward. A model's step can only approach it: norms,
-RoPE, activations, the residual adds, the embedding and the optimizer come on top.
+RoPE, activations, the residual adds, the embedding and the optimizer come on top. A kernel that runs once per
+layer gets one set of operands per layer and cycles through them, as the step does: the step never finds the
+previous layer's operands in cache, and a floor timed on one cache-hot set would be one no step can reach.
 """
 
 from __future__ import annotations
@@ -74,35 +76,47 @@ class Kernel:
     run: Callable[[], None]
 
 
-def _matmul(rows: int, fan_in: int, fan_out: int, device: torch.device) -> Callable[[], None]:
-    """The three GEMMs of a linear layer y = x W^T: forward, dX = dY W, dW = dY^T x."""
-    x = torch.randn(rows, fan_in, device=device)
-    w = torch.randn(fan_out, fan_in, device=device)
-    dy = torch.randn(rows, fan_out, device=device)
+def _cycling(make_operands: Callable[[], tuple], copies: int, kernel: Callable) -> Callable[[], None]:
+    """A kernel over `copies` operand sets, one set per call in turn."""
+    sets = [make_operands() for _ in range(copies)]
+    calls = iter(range(2**62))
 
     def run() -> None:
+        kernel(*sets[next(calls) % copies])
+
+    return run
+
+
+def _matmul(rows: int, fan_in: int, fan_out: int, copies: int, device: torch.device) -> Callable[[], None]:
+    """The three GEMMs of a linear layer y = x W^T: forward, dX = dY W, dW = dY^T x."""
+
+    def operands():
+        return (torch.randn(rows, fan_in, device=device), torch.randn(fan_out, fan_in, device=device),
+                torch.randn(rows, fan_out, device=device))
+
+    def kernel(x, w, dy) -> None:
         x @ w.T
         dy @ w
         dy.T @ x
 
-    return run
+    return _cycling(operands, copies, kernel)
 
 
-def _attention(model_cfg: ModelConfig, batch_size: int, device: torch.device) -> Callable[[], None]:
+def _attention(model_cfg: ModelConfig, batch_size: int, copies: int, device: torch.device) -> Callable[[], None]:
     shape = (batch_size, model_cfg.n_heads, model_cfg.seq_len, model_cfg.head_dim)
     kv_shape = (batch_size, model_cfg.n_kv_heads, model_cfg.seq_len, model_cfg.head_dim)
-    q = torch.randn(shape, device=device, requires_grad=True)
-    k = torch.randn(kv_shape, device=device, requires_grad=True)
-    v = torch.randn(kv_shape, device=device, requires_grad=True)
-    grad = torch.randn(shape, device=device)
     gqa = model_cfg.n_kv_heads != model_cfg.n_heads
 
-    def run() -> None:
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-        out.backward(grad)
+    def operands():
+        return (torch.randn(shape, device=device, requires_grad=True),
+                torch.randn(kv_shape, device=device, requires_grad=True),
+                torch.randn(kv_shape, device=device, requires_grad=True), torch.randn(shape, device=device))
+
+    def kernel(q, k, v, grad) -> None:
+        F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa).backward(grad)
         q.grad = k.grad = v.grad = None
 
-    return run
+    return _cycling(operands, copies, kernel)
 
 
 def _cross_entropy(rows: int, vocab: int, device: torch.device) -> Callable[[], None]:
@@ -123,11 +137,11 @@ def floor_kernels(model_cfg: ModelConfig, ffn_hidden: int, ffn_inputs: int, batc
     rows = batch_size * model_cfg.seq_len
     qkv = (model_cfg.n_heads + 2 * model_cfg.n_kv_heads) * model_cfg.head_dim
     return [
-        Kernel("matmul wqkv", L, _matmul(rows, d, qkv, device)),
-        Kernel("matmul wo", L, _matmul(rows, d, d, device)),
-        Kernel(f"matmul w_in ({ffn_inputs}x{ffn_hidden})", L, _matmul(rows, d, ffn_inputs * ffn_hidden, device)),
-        Kernel(f"matmul w_out ({ffn_hidden})", L, _matmul(rows, ffn_hidden, d, device)),
-        Kernel("matmul head", 1, _matmul(rows, d, V, device)),
-        Kernel("attention (SDPA fwd+bwd)", L, _attention(model_cfg, batch_size, device)),
+        Kernel("matmul wqkv", L, _matmul(rows, d, qkv, L, device)),
+        Kernel("matmul wo", L, _matmul(rows, d, d, L, device)),
+        Kernel(f"matmul w_in ({ffn_inputs}x{ffn_hidden})", L, _matmul(rows, d, ffn_inputs * ffn_hidden, L, device)),
+        Kernel(f"matmul w_out ({ffn_hidden})", L, _matmul(rows, ffn_hidden, d, L, device)),
+        Kernel("matmul head", 1, _matmul(rows, d, V, 1, device)),
+        Kernel("attention (SDPA fwd+bwd)", L, _attention(model_cfg, batch_size, L, device)),
         Kernel("cross-entropy (fwd+bwd)", 1, _cross_entropy(rows, V, device)),
     ]
