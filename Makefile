@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo train test test-slow test-container clean
+.PHONY: install demo train test test-slow test-bench test-container clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +29,20 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
+# the benchmark's HF contender: transformers in a venv of its own (.venv-bench), so the main one stays without it
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e ".[test,bench]"
+	touch $@
+
+test-bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m pytest -q tests/test_bench.py $(PYTEST_ARGS)
+
 # build the image (podman, local Debian base) and run it as clusters do; needs root; not in .ci/run
 test-container:
 	bash scripts/test_container.sh
 
 clean:
-	rm -rf outputs .cache
+	rm -rf outputs .cache $(BENCH_VENV)
