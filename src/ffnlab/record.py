@@ -147,8 +147,9 @@ def identity_differences(
 
 
 def _recorded_before(record: dict, key: str):
-    node = record
-    for part in RECORDED_BEFORE.get(key, ("<none>",)):
+    """The value a record holds for `key` elsewhere (RECORDED_BEFORE), or None."""
+    node = record if key in RECORDED_BEFORE else None
+    for part in RECORDED_BEFORE.get(key, ()):
         node = node.get(part) if isinstance(node, dict) else None
     return node
 

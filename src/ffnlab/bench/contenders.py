@@ -14,6 +14,7 @@ previous layer's operands in cache, and a floor timed on one cache-hot set would
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,11 +79,10 @@ class Kernel:
 
 def _cycling(make_operands: Callable[[], tuple], copies: int, kernel: Callable) -> Callable[[], None]:
     """A kernel over `copies` operand sets, one set per call in turn."""
-    sets = [make_operands() for _ in range(copies)]
-    calls = iter(range(2**62))
+    sets = itertools.cycle([make_operands() for _ in range(copies)])
 
     def run() -> None:
-        kernel(*sets[next(calls) % copies])
+        kernel(*next(sets))
 
     return run
 

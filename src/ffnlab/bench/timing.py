@@ -9,10 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from ffnlab.throughput import synchronize
 
 
 def interleaved(
