@@ -6,6 +6,9 @@ process so machine noise hits every contender alike; then where a real train.py 
     python scripts/benchmark.py model.d_model=256 model.n_heads=4 model.seq_len=256 model.vocab_size=4096 \\
         model.tie_embeddings=false data.batch_size=8 ffn.multiple_of=16 --variants swiglu,geglu,reglu --no-run
 
+With --compile, ffnlab and HF are timed a second time with the model under torch.compile (train.py's
+torch_compile=true: the optimizer stays eager), compiled against compiled, and each compilation is timed apart.
+
 Overrides are train.py's (Hydra). Per variant it reports tokens/s of ffnlab's training step and of HF
 `LlamaForCausalLM` at the same shapes and weights (SwiGLU, GEGLU, ReGLU: the variants its MLP can express; needs
 the `bench` extra), the median of the per-round ratio with its range, and the kernel floor: the summed time of the
@@ -26,6 +29,7 @@ from contextlib import nullcontext
 
 import torch
 
+from ffnlab.allocator import apply_allocator
 from ffnlab.bench import contenders, runpath, timing
 from ffnlab.compose import compose_config, model_config
 from ffnlab.config import to_dataclass
@@ -43,6 +47,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=3, help="training steps per contender per round")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per contender first")
+    parser.add_argument("--compile", action="store_true", help="also time ffnlab and HF with the model under "
+                        "torch.compile, as train.py's torch_compile=true runs it; the compilation is timed apart")
     parser.add_argument("--no-hf", action="store_true", help="skip HF Llama")
     parser.add_argument("--no-run", action="store_true", help="skip the train.py run")
     parser.add_argument("--run-steps", type=int, default=None, help="max_steps of the train.py run (default: the "
@@ -81,20 +87,43 @@ def build_contenders(args, overrides: list[str]):
     for name in args.variants.split(","):
         cfg = compose_config([*overrides, f"ffn={name}"])
         apply_threads(cfg)
+        apply_allocator(cfg)
         device = device_of(cfg)
         model_cfg, ffn_cfg = model_config(cfg), to_dataclass(FFNConfig, cfg.ffn)
         optim = to_dataclass(OptimConfig, cfg.optim)
         stats = model_stats(model_cfg, ffn_cfg)
         batch = int(cfg.data.batch_size)
         amp = lambda: autocast(cfg, device)  # noqa: E731
-        steps[f"ffnlab {name}"] = under(amp, contenders.ffnlab_step(model_cfg, ffn_cfg, optim, batch, device))
-        if not args.no_hf and name in hf_variants():
-            steps[f"HF {name}"] = under(amp, contenders.hf_step(model_cfg, ffn_cfg, optim, batch, device))
+        for mode in modes(args):
+            compiled = mode == COMPILED
+            steps[f"ffnlab {name}{mode}"] = under(
+                amp, contenders.ffnlab_step(model_cfg, ffn_cfg, optim, batch, device, compiled))
+            if not args.no_hf and name in hf_variants():
+                steps[f"HF {name}{mode}"] = under(
+                    amp, contenders.hf_step(model_cfg, ffn_cfg, optim, batch, device, compiled))
         kernels[name] = contenders.floor_kernels(model_cfg, stats["ffn_hidden"], n_input_matrices(ffn_cfg), batch,
                                                  device)
         facts[name] = {"ffn_hidden": stats["ffn_hidden"], "params_total": stats["params_total"],
                        "flops_per_token": stats["flops_per_token"], "tokens_per_step": batch * model_cfg.seq_len}
     return steps, kernels, facts, cfg, device
+
+
+COMPILED = " compiled"  # the suffix of a compiled contender's name
+
+
+def modes(args) -> tuple[str, ...]:
+    return ("", COMPILED) if args.compile else ("",)
+
+
+def compile_seconds(steps: dict) -> dict[str, float]:
+    """The first call of each compiled contender, which compiles it (forward and backward); before the rounds."""
+    seconds = {}
+    for name, fn in steps.items():
+        if name.endswith(COMPILED):
+            started = time.perf_counter()
+            fn()
+            seconds[name] = time.perf_counter() - started
+    return seconds
 
 
 def hf_variants() -> tuple[str, ...]:
@@ -110,24 +139,30 @@ def hf_variants() -> tuple[str, ...]:
 
 def step_figures(args, steps, kernels, facts, device) -> tuple[list[dict], dict]:
     unique = {k.name: k for ks in kernels.values() for k in ks}  # variants share most kernels: time each once
+    compiling = compile_seconds(steps)
     timed = timing.interleaved({**steps, **{f"kernel {n}": k.run for n, k in unique.items()}},
                                rounds=args.rounds, steps=args.steps, warmup=args.warmup, device=device)
     rows, breakdown = [], {}
     for name, ks in kernels.items():
         floor = [sum(k.count * timed[f"kernel {k.name}"][r] for k in ks) for r in range(args.rounds)]
         tokens = facts[name]["tokens_per_step"]
-        ours = timed[f"ffnlab {name}"]
-        row = {"ffn": name, **facts[name],
-               "ffnlab_tokens_per_s": tokens / timing.median(ours),
-               "ffnlab_gflop_per_s": facts[name]["flops_per_token"] * tokens / timing.median(ours) / 1e9,
-               "floor_tokens_per_s": tokens / timing.median(floor),
-               "ffnlab_of_floor": timing.paired_ratio(floor, ours)}
-        if f"HF {name}" in timed:
-            hf = timed[f"HF {name}"]
-            row |= {"hf_tokens_per_s": tokens / timing.median(hf),
-                    "ffnlab_over_hf": timing.paired_ratio(hf, ours),  # tokens/s ratio = inverse time ratio
-                    "hf_of_floor": timing.paired_ratio(floor, hf)}
-        rows.append(row)
+        for mode in modes(args):
+            ours = timed[f"ffnlab {name}{mode}"]
+            row = {"ffn": name, "compiled": mode == COMPILED, **facts[name],
+                   "ffnlab_tokens_per_s": tokens / timing.median(ours),
+                   "ffnlab_gflop_per_s": facts[name]["flops_per_token"] * tokens / timing.median(ours) / 1e9,
+                   "floor_tokens_per_s": tokens / timing.median(floor),
+                   "ffnlab_of_floor": timing.paired_ratio(floor, ours)}
+            if f"ffnlab {name}{mode}" in compiling:
+                row["ffnlab_compile_s"] = compiling[f"ffnlab {name}{mode}"]
+            if f"HF {name}{mode}" in timed:  # compiled against compiled, eager against eager
+                hf = timed[f"HF {name}{mode}"]
+                row |= {"hf_tokens_per_s": tokens / timing.median(hf),
+                        "ffnlab_over_hf": timing.paired_ratio(hf, ours),  # tokens/s ratio = inverse time ratio
+                        "hf_of_floor": timing.paired_ratio(floor, hf)}
+            if mode == COMPILED and f"HF {name}" in timed:
+                row["ffnlab_over_eager_hf"] = timing.paired_ratio(timed[f"HF {name}"], ours)
+            rows.append(row)
         total = timing.median(floor)
         breakdown[name] = [{"kernel": k.name, "count": k.count,
                             "ms_per_step": 1e3 * k.count * timing.median(timed[f"kernel {k.name}"]),
@@ -179,9 +214,15 @@ def print_tables(result: dict) -> None:
     for r in result["variants"]:
         hf = (f"{r['hf_tokens_per_s']:,.0f} | {fmt_ratio(r['ffnlab_over_hf'])}" if "hf_tokens_per_s" in r
               else "– | –")
-        print(f"| {r['ffn']} | {r['ffn_hidden']} | {r['ffnlab_tokens_per_s']:,.0f} | {r['ffnlab_gflop_per_s']:.1f} | "
+        label = f"{r['ffn']} (compiled)" if r["compiled"] else r["ffn"]
+        print(f"| {label} | {r['ffn_hidden']} | {r['ffnlab_tokens_per_s']:,.0f} | {r['ffnlab_gflop_per_s']:.1f} | "
               f"{hf} | {r['floor_tokens_per_s']:,.0f} | {fmt_ratio(r['ffnlab_of_floor'])} | "
               f"{fmt_ratio(r['hf_of_floor']) if 'hf_of_floor' in r else '–'} |")
+    for r in result["variants"]:
+        if r["compiled"]:
+            against = (f"; {fmt_ratio(r['ffnlab_over_eager_hf'])}x eager HF" if "ffnlab_over_eager_hf" in r
+                       else "")
+            print(f"{r['ffn']} compiled: compilation {r['ffnlab_compile_s']:.1f} s{against}")
     first = result["variants"][0]["ffn"]
     print(f"\nkernel floor of one {first} step:")
     for k in result["floor_breakdown"][first]:

@@ -88,3 +88,19 @@ def test_a_bad_variant_is_one_line():
     result = subprocess.run([sys.executable, "scripts/benchmark.py", "--variants", "swiglu,nope"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "unknown variant(s) nope" in result.stderr
+
+
+@needs_transformers
+def test_compiled_contenders_are_timed_against_compiled_hf(tmp_path, tiny_overrides):
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "scripts/benchmark.py", *tiny_overrides, "--variants", "swiglu", "--compile", "--no-run",
+         "--steps", "1", "--rounds", "2", "--warmup", "0", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env={"WANDB_MODE": "disabled", "PATH": ""},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    eager, compiled = json.loads(out.read_text())["variants"]
+    assert not eager["compiled"] and "ffnlab_compile_s" not in eager
+    assert compiled["compiled"] and compiled["ffnlab_compile_s"] > 0
+    assert compiled["ffnlab_over_hf"][1] <= compiled["ffnlab_over_hf"][2] and "ffnlab_over_eager_hf" in compiled
+    assert "swiglu (compiled)" in result.stdout and "swiglu compiled: compilation" in result.stdout

@@ -96,13 +96,15 @@ def test_an_older_results_format_is_refused(copy, compose_tiny):
 @pytest.mark.parametrize(
     "bookkeeping",
     ["experiment_name=other", "force=true", "logger=wandb", "trainer.enable_progress_bar=true",
-     "data.num_workers=2", "trainer.val_check_interval=2", "paths.cache_dir=/elsewhere"],
+     "data.num_workers=2", "trainer.val_check_interval=2", "paths.cache_dir=/elsewhere",
+     "cpu_keep_freed_memory=false"],
 )
 def test_bookkeeping_keys_leave_the_hash_alone(bookkeeping, compose_tiny, tmp_path):
     assert config_hash(compose_tiny(tmp_path, bookkeeping)) == config_hash(compose_tiny(tmp_path))
 
 
-@pytest.mark.parametrize("numerics", ["torch_compile=true", "optim.lr=1e-2", "seed=1", "ffn.gelu_approximate=tanh"])
+@pytest.mark.parametrize("numerics", ["torch_compile=true", "optim.lr=1e-2", "seed=1", "ffn.gelu_approximate=tanh",
+                                      "optim.fused=true"])
 def test_what_a_run_computes_changes_the_hash(numerics, compose_tiny, tmp_path):
     assert config_hash(compose_tiny(tmp_path, numerics)) != config_hash(compose_tiny(tmp_path))
 

@@ -253,6 +253,36 @@ def test_prelu_slope_is_not_decayed():
     assert not any(p is s for p in decay["params"] for s in slopes)
 
 
+@pytest.mark.parametrize("fused", [None, True, False])
+def test_adamw_is_fused_where_asked_over_the_same_groups(fused):
+    from ffnlab.optim import OptimConfig, adamw, decay_groups
+
+    model = tiny("swiglu")
+    groups = decay_groups(model, 0.1)
+    optimizer = adamw(groups, OptimConfig(fused=fused), torch.device("cpu"))
+    assert all(g["fused"] is bool(fused) for g in optimizer.param_groups)  # null: the CPU loop, as committed
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
+    assert [[id(p) for p in g["params"]] for g in optimizer.param_groups] == [[id(p) for p in g["params"]]
+                                                                              for g in groups]
+
+
+def test_fused_adamw_on_cpu_is_adamw_to_float_rounding():
+    from ffnlab.optim import OptimConfig, adamw, decay_groups
+
+    steps = {}
+    for fused in (False, True):
+        model = tiny("swiglu")
+        optimizer = adamw(decay_groups(model, 0.1), OptimConfig(fused=fused), torch.device("cpu"))
+        gen = torch.Generator().manual_seed(3)
+        for _ in range(5):
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=gen) * 1e-2
+            optimizer.step()
+        steps[fused] = [p.detach().clone() for p in model.parameters()]
+    for loop, fused in zip(steps[False], steps[True]):
+        torch.testing.assert_close(fused, loop, rtol=1e-5, atol=1e-6)
+
+
 def test_lr_schedules():
     from ffnlab.optim import OptimConfig, lr_multiplier
 

@@ -8,7 +8,7 @@ import torch
 
 from ffnlab.ffn import FFNConfig
 from ffnlab.model import ModelConfig, Transformer
-from ffnlab.optim import OptimConfig, decay_groups, lr_multiplier
+from ffnlab.optim import OptimConfig, adamw, decay_groups, lr_multiplier
 
 
 PROGRESS = ("tokens_seen", "train_time_s", "eval_time_s", "between_steps_s")  # saved in every checkpoint
@@ -96,13 +96,8 @@ class LanguageModel(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         cfg = self.optim_cfg
-        optimizer = torch.optim.AdamW(
-            decay_groups(self.trainer.model, cfg.weight_decay),  # what the strategy wrapped, as it will step it
-            lr=cfg.lr,
-            betas=tuple(cfg.betas),
-            eps=cfg.eps,
-            fused=self.device.type == "cuda",
-        )
+        # the groups of what the strategy wrapped, as it will step it
+        optimizer = adamw(decay_groups(self.trainer.model, cfg.weight_decay), cfg, self.device)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_multiplier(step, cfg, self.max_steps)
         )

@@ -58,6 +58,7 @@ BOOKKEEPING_KEYS = (
     "data.val_files",
     "data.test_files",
     "peak_flops",  # the denominator of MFU
+    "cpu_keep_freed_memory",  # where freed memory goes (ffnlab.allocator), not the values computed
 )
 
 # Keys added to the config after runs had already recorded their value elsewhere in the record: a record whose

@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from ffnlab import launch
+from ffnlab.allocator import apply_allocator
 from ffnlab.budget import apply_budget, world_size
 from ffnlab.checkpoint import LAST, Interrupted, LastCheckpoint, checkpoint_step
 from ffnlab.config import schema_defaults, to_dataclass
@@ -278,6 +279,7 @@ def run(cfg: DictConfig) -> float:
         validate(cfg)
         apply_budget(cfg)
         apply_threads(cfg)
+        apply_allocator(cfg)
     except ConfigError as error:
         record_bad_setting(cfg, error)
         raise

@@ -44,6 +44,7 @@ CHECKS: dict[str, tuple[Callable, str]] = {
     "train_tokens": (optional(positive_int), "null or a positive integer"),
     "loss_chunk_tokens": (optional(positive_int), "null or a positive integer (tokens per loss chunk)"),
     "cpu_threads": (optional(positive_int), "null (torch's default) or a positive integer"),
+    "cpu_keep_freed_memory": (lambda v: isinstance(v, bool), "true or false"),
     "peak_flops": (optional(lambda v: non_negative_number(v) and v > 0), "null or a FLOP/s figure > 0"),
     "data.batch_size": (positive_int, "a positive integer"),
     "data.eval_batch_size": (optional(positive_int), "null or a positive integer"),

@@ -2,7 +2,8 @@
 floor of that shape.
 
 A training step is the same for every model: forward, token cross-entropy, backward, gradient clipping at 1.0 (the
-trainer's default), AdamW over ffnlab's decay groups, zero_grad. So the step ratio compares the models alone.
+trainer's default), AdamW over ffnlab's decay groups as train.py makes it (ffnlab.optim.adamw, so `optim.fused`
+applies to both), zero_grad. So the step ratio compares the models alone.
 
 The kernel floor is the time of the step's irreducible kernels, each timed alone on its own tensors: every
 matmul's forward, dX and dW products (attention's wqkv and wo, the FFN's w_in and w_out, the head), causal SDPA
@@ -23,14 +24,13 @@ import torch.nn.functional as F
 
 from ffnlab.model import ModelConfig, Transformer
 from ffnlab.ffn import FFNConfig
-from ffnlab.optim import OptimConfig, decay_groups
+from ffnlab.optim import OptimConfig, adamw, decay_groups
 
 
 def training_step(
     model: torch.nn.Module, logits_of: Callable, x: torch.Tensor, y: torch.Tensor, optim: OptimConfig
 ) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW(decay_groups(model, optim.weight_decay), lr=optim.lr, betas=tuple(optim.betas),
-                                  eps=optim.eps, fused=x.device.type == "cuda")
+    optimizer = adamw(decay_groups(model, optim.weight_decay), optim, x.device)
 
     def step() -> None:
         logits = logits_of(x)
@@ -50,19 +50,21 @@ def batch(model_cfg: ModelConfig, batch_size: int, device: torch.device, seed: i
 
 
 def ffnlab_step(model_cfg: ModelConfig, ffn_cfg: FFNConfig, optim: OptimConfig, batch_size: int,
-                device: torch.device) -> Callable[[], None]:
+                device: torch.device, compiled: bool = False) -> Callable[[], None]:
+    """compiled: the model under torch.compile and the optimizer eager, as train.py's `torch_compile=true` runs."""
     model = Transformer(model_cfg, ffn_cfg, seed=0).to(device)
     x, y = batch(model_cfg, batch_size, device)
-    return training_step(model, model, x, y, optim)
+    return training_step(model, torch.compile(model) if compiled else model, x, y, optim)
 
 
 def hf_step(model_cfg: ModelConfig, ffn_cfg: FFNConfig, optim: OptimConfig, batch_size: int,
-            device: torch.device) -> Callable[[], None]:
+            device: torch.device, compiled: bool = False) -> Callable[[], None]:
     from ffnlab.bench.hf import hf_llama
 
     hf = hf_llama(Transformer(model_cfg, ffn_cfg, seed=0)).to(device)
+    forward = torch.compile(hf) if compiled else hf
     x, y = batch(model_cfg, batch_size, device)
-    return training_step(hf, lambda ids: hf(input_ids=ids).logits, x, y, optim)
+    return training_step(hf, lambda ids: forward(input_ids=ids).logits, x, y, optim)
 
 
 # ------------------------------------------------------------------------------------------- the kernel floor
