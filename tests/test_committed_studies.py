@@ -3,6 +3,7 @@ sweeps skip finished points). A key added to the config since must leave them ma
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ from conftest import REPO
 from ffnlab.compose import compose_config
 from ffnlab.config import schema_defaults
 from ffnlab.data import data_identity
-from ffnlab.record import identity_differences, read_config, read_metrics, run_identity
+from ffnlab.model import ModelConfig
+from ffnlab.record import comparison_setting, identity_differences, read_config, read_metrics, run_identity
 
 RESULTS = REPO / "docs" / "results"
 # The study each committed records directory was swept by (the quick study's records were made before it pinned
@@ -30,3 +32,15 @@ def test_a_committed_record_is_the_run_its_study_would_make_today(study, run_dir
     cfg = compose_config(overrides)
     identity = run_identity(cfg, data_identity(cfg.data))
     assert identity_differences(record, identity, read_config(run_dir), cfg, schema_defaults()) == []
+
+
+@pytest.mark.parametrize("study, run_dir", POINTS, ids=[f"{s}/{r.name}" for s, r in POINTS])
+def test_a_run_made_today_pools_with_the_committed_records(study, run_dir: Path):
+    """The report pools runs by their exact setting: a key added since must not split a study continued today."""
+    record = read_metrics(run_dir)
+    setting = record["setting"]
+    experiment = "compute_ladder_lr" if study == "compute_ladder" and "optim.lr" in run_dir.name else study
+    cfg = compose_config([f"experiment={experiment}", *run_dir.name.split(","), "paths.output_dir=unused"])
+    model = {f.name: setting[f.name] for f in dataclasses.fields(ModelConfig)}  # vocab_size: from the tokenizer
+    launch = {key: setting[key] for key in ("devices", "num_nodes", "accumulate_grad_batches", "cpu_threads")}
+    assert comparison_setting(cfg, model, setting["data_hash"], launch) == setting

@@ -200,6 +200,9 @@ def comparison_setting(cfg: DictConfig, model: dict, data_hash: str, launch: dic
     """
     optim = OmegaConf.to_container(cfg.optim, resolve=True)
     optim.pop("lr")
+    # An optim key at null (`fused`: torch's per-device default) is what runs did before the key existed: left out,
+    # so a study continued after it was added still pools with its older records.
+    optim = {key: value for key, value in optim.items() if value is not None}
     world = launch["devices"] * launch["num_nodes"]
     global_batch = cfg.data.batch_size * world * launch["accumulate_grad_batches"]
     if cfg.data.get("global_batch_size") is not None:
