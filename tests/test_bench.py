@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -96,7 +97,8 @@ def test_compiled_contenders_are_timed_against_compiled_hf(tmp_path, tiny_overri
     result = subprocess.run(
         [sys.executable, "scripts/benchmark.py", *tiny_overrides, "--variants", "swiglu", "--compile", "--no-run",
          "--steps", "1", "--rounds", "2", "--warmup", "0", "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=600, env={"WANDB_MODE": "disabled", "PATH": ""},
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={"WANDB_MODE": "disabled", "PATH": os.environ["PATH"]},  # inductor finds g++ on the PATH
     )
     assert result.returncode == 0, result.stderr[-2000:]
     eager, compiled = json.loads(out.read_text())["variants"]
