@@ -84,6 +84,7 @@ def under(context_factory, fn):
 def build_contenders(args, overrides: list[str]):
     """{name: step}, the kernel list per variant, and per-variant facts."""
     steps, kernels, facts = {}, {}, {}
+    with_hf = () if args.no_hf else hf_variants()  # once: it says on stderr when transformers is missing
     for name in args.variants.split(","):
         cfg = compose_config([*overrides, f"ffn={name}"])
         apply_threads(cfg)
@@ -98,7 +99,7 @@ def build_contenders(args, overrides: list[str]):
             compiled = mode == COMPILED
             steps[f"ffnlab {name}{mode}"] = under(
                 amp, contenders.ffnlab_step(model_cfg, ffn_cfg, optim, batch, device, compiled))
-            if not args.no_hf and name in hf_variants():
+            if name in with_hf:
                 steps[f"HF {name}{mode}"] = under(
                     amp, contenders.hf_step(model_cfg, ffn_cfg, optim, batch, device, compiled))
         kernels[name] = contenders.floor_kernels(model_cfg, stats["ffn_hidden"], n_input_matrices(ffn_cfg), batch,

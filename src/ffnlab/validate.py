@@ -30,6 +30,10 @@ def optional(check: Callable) -> Callable:
     return lambda value: value is None or check(value)
 
 
+def boolean(value) -> bool:
+    return isinstance(value, bool)
+
+
 def non_negative_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
@@ -44,7 +48,7 @@ CHECKS: dict[str, tuple[Callable, str]] = {
     "train_tokens": (optional(positive_int), "null or a positive integer"),
     "loss_chunk_tokens": (optional(positive_int), "null or a positive integer (tokens per loss chunk)"),
     "cpu_threads": (optional(positive_int), "null (torch's default) or a positive integer"),
-    "cpu_keep_freed_memory": (lambda v: isinstance(v, bool), "true or false"),
+    "cpu_keep_freed_memory": (boolean, "true or false"),
     "peak_flops": (optional(lambda v: non_negative_number(v) and v > 0), "null or a FLOP/s figure > 0"),
     "data.batch_size": (positive_int, "a positive integer"),
     "data.eval_batch_size": (optional(positive_int), "null or a positive integer"),
@@ -58,7 +62,7 @@ CHECKS: dict[str, tuple[Callable, str]] = {
     "data.max_train_tokens": (optional(positive_int), "null or a positive integer"),
     "data.max_epochs": (optional(positive_int), "null or a positive integer"),
     "data.tokenizer_sample_chars": (optional(positive_int), "null or a positive integer"),
-    "data.verify_cache": (optional(lambda v: isinstance(v, bool)), "true or false"),
+    "data.verify_cache": (optional(boolean), "true or false"),
     "trainer.max_steps": (positive_int, "a positive integer (a run's optimizer steps)"),
     "trainer.val_check_interval": (positive_int, "a positive integer (optimizer steps between validations)"),
     "trainer.log_every_n_steps": (positive_int, "a positive integer"),
