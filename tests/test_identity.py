@@ -157,6 +157,8 @@ def test_the_record_carries_the_label_and_the_ffn_config(finished):
     metrics = read_metrics(finished)
     assert metrics["variant"] == "relu" and metrics["ffn_config"]["name"] == "relu"
     assert metrics["ffn_config"]["gelu_approximate"] == "none"
+    # the variant's kind, from the registry: the report's gated/ungated families read it (issue 22.3)
+    assert metrics["ffn_variant"] == {"kind": "plain", "gated": False, "activation": "relu"}
 
 
 # ---------------------------------------------------------------------------- 4: the setting's global batch
@@ -199,6 +201,17 @@ def test_the_logged_lr_is_the_one_applied_at_that_step(finished):
     cfg = OptimConfig(lr=3e-3, warmup_steps=2)  # conftest.TINY_SETTINGS
     assert sorted(logged) == list(range(6))
     assert logged == pytest.approx({s: 3e-3 * lr_multiplier(s, cfg, 6) for s in range(6)}, rel=1e-6)
+
+
+def test_inverse_sqrt_is_t5s_schedule_in_the_logged_lr(compose_tiny, tmp_path):
+    """The paper's (T5's) schedule: lr = peak · sqrt(warmup / max(step, warmup)): the peak at a warmup step, half
+    of it at 4 x warmup (issue 22.4: it once ramped up linearly first)."""
+    run(compose_tiny(tmp_path / "run", "ffn=relu", "optim.schedule=inverse_sqrt", "optim.warmup_steps=2",
+                     "trainer.max_steps=9"))
+    with open(tmp_path / "run" / "csv" / "metrics.csv") as f:
+        logged = {int(r["step"]): float(r["lr"]) for r in csv.DictReader(f) if r.get("lr")}
+    assert logged[0] == logged[1] == pytest.approx(3e-3, rel=1e-6)
+    assert logged[8] == pytest.approx(3e-3 / 2, rel=1e-6)
 
 
 # ------------------------------------------------------------------------------------ 7: one last.ckpt

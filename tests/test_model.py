@@ -297,9 +297,14 @@ def test_lr_schedules():
     decay = [lr_multiplier(s, cosine, max_steps) for s in range(warmup, max_steps + 1)]
     assert all(a > b for a, b in zip(decay, decay[1:]))
 
-    inv = OptimConfig(warmup_steps=warmup, schedule="inverse_sqrt")
-    for step in (warmup, 40, 250, 1000):  # ∝ 1/√step, continuous (1) at the end of warmup
+    inv = OptimConfig(warmup_steps=warmup, schedule="inverse_sqrt")  # T5's: flat at the peak, then ∝ 1/√step
+    assert [lr_multiplier(s, inv, max_steps) for s in range(warmup + 1)] == [1.0] * (warmup + 1)
+    for step in (warmup, 40, 250, 1000):
         assert lr_multiplier(step, inv, max_steps) == pytest.approx(math.sqrt(warmup / step))
+    ramp = OptimConfig(warmup_steps=warmup, schedule="linear_inverse_sqrt")  # a linear ramp, then the same decay
+    assert [lr_multiplier(s, ramp, max_steps) for s in range(warmup)] == pytest.approx(warm)
+    for step in (warmup, 40, 250, 1000):
+        assert lr_multiplier(step, ramp, max_steps) == pytest.approx(math.sqrt(warmup / step))
     constant = OptimConfig(warmup_steps=warmup, schedule="constant")
     assert [lr_multiplier(s, constant, max_steps) for s in (warmup, 500)] == [1.0, 1.0]
 

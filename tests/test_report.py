@@ -177,6 +177,22 @@ def test_family_summary(glu):
     assert power_scipy(d["detectable_diff"], d["std"], 3, 0.05) == pytest.approx(0.8, abs=1e-9)
 
 
+def test_family_comes_from_the_record_not_a_list_in_the_report(tmp_path):
+    """A variant the report has never heard of is gated when its record says so (ffn_variant, written from the
+    registry at training time): geglu renamed to `newglu` keeps the family test of test_family_summary."""
+    sweep = tmp_path / "glu_variants"
+    shutil.copytree(FIXTURES / "glu_variants", sweep)
+    for metrics_path in sweep.glob("ffn=geglu,seed=[012]/metrics.json"):
+        metrics = json.loads(metrics_path.read_text())
+        metrics |= {"ffn": "newglu", "variant": "newglu",
+                    "ffn_variant": {"kind": "gated", "gated": True, "activation": "gelu", "up_activation": "identity"}}
+        metrics_path.write_text(json.dumps(metrics))
+    g1 = write_report(sweep, tmp_path / "out")["groups"][0]
+    assert rows_by_variant(g1)["newglu"]["family"] == "gated"
+    d = g1["gated_minus_ungated"]
+    assert (d["seeds"], d["mean"], d["std"]) == ([0, 1, 2], approx(-0.03), approx(0.0132288))
+
+
 def test_other_dataset_is_a_separate_group(glu, sweeps):
     assert len(glu["groups"]) == 2
     assert glu["group_differences"] == {

@@ -1,13 +1,7 @@
-"""FFN variants: the activation registry, the FeedForward module and the hidden-size solver.
+"""FFN variants as modules: the activations, the FeedForward module and the hidden-size solver.
 
-A variant is (activation, kind) with kind one of
-  plain   W_out · act(W_in x)                          ReLU, GELU, Swish, Sigmoid, ...
-  gated   W_out · (act(W_gate x) ⊙ up_act(W_up x))     GLU, Bilinear, ReGLU, GEGLU, SwiGLU (up_act = identity),
-                                                       GTU = tanh(xW) ⊙ σ(xV) (Dauphin et al. 2016)
-  maxout  W_out · max_k(W_in,k x)                      Maxout with k pieces
-(Shazeer 2020, "GLU Variants Improve Transformer", eqs. 1-6; no biases, as in the paper's T5 setting.)
-
-Adding a variant = one `VARIANTS` entry here + one `conf/ffn/<name>.yaml` holding `name: <name>`.
+What each variant is (activation, kind: plain | gated | maxout) is plain data in ffnlab.variants, the one registry
+(re-exported here); this module builds it. No biases, as in the paper's T5 setting (Shazeer 2020, eqs. 1-6).
 Weight names (`w_in`, `w_out`) are the same for every variant, so init, decay rules and checkpoints
 treat all variants alike; gated variants fuse gate and up projections into one `w_in` matmul.
 """
@@ -22,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ffnlab.errors import ConfigError  # noqa: F401  (re-exported: ffnlab.ffn.ConfigError)
+from ffnlab.variants import PAPER_VARIANTS, VARIANTS, Variant, get_variant  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -107,49 +102,12 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-@dataclass(frozen=True)
-class Variant:
-    activation: str  # a key of ACTIVATIONS
-    kind: str  # "plain" | "gated" | "maxout"
-    up_activation: str = "identity"  # gated only: applied to the up (value) projection
-
-    @property
-    def options(self) -> tuple[str, ...]:
-        """The FFNConfig fields this variant reads, besides the width settings (match, budget_mult, multiple_of,
-        which belong to the comparison setting): its activations' options, and `pieces` for maxout."""
-        activations = (self.activation, self.up_activation) if self.kind == "gated" else (self.activation,)
-        declared = [o for a in activations if a in ACTIVATIONS for o in ACTIVATIONS[a].options]
-        return tuple(dict.fromkeys(declared + (["pieces"] if self.kind == "maxout" else [])))
-
-
-# The single place a variant is defined. The first eight are the paper's Table 1.
-VARIANTS: dict[str, Variant] = {
-    "relu": Variant("relu", "plain"),
-    "gelu": Variant("gelu", "plain"),
-    "swish": Variant("swish", "plain"),
-    "glu": Variant("sigmoid", "gated"),
-    "bilinear": Variant("identity", "gated"),
-    "reglu": Variant("relu", "gated"),
-    "geglu": Variant("gelu", "gated"),
-    "swiglu": Variant("swish", "gated"),
-    "sigmoid": Variant("sigmoid", "plain"),
-    "tanh": Variant("tanh", "plain"),
-    "leaky_relu": Variant("leaky_relu", "plain"),
-    "prelu": Variant("prelu", "plain"),
-    "elu": Variant("elu", "plain"),
-    "softplus": Variant("softplus", "plain"),
-    "mish": Variant("mish", "plain"),
-    "relu2": Variant("relu2", "plain"),
-    "gtu": Variant("tanh", "gated", up_activation="sigmoid"),
-    "maxout": Variant("identity", "maxout"),
-}
-PAPER_VARIANTS = ("relu", "gelu", "swish", "glu", "bilinear", "reglu", "geglu", "swiglu")
-
-
-def get_variant(name: str) -> Variant:
-    if name not in VARIANTS:
-        raise ConfigError(f"unknown ffn {name!r}; valid variants: {', '.join(sorted(VARIANTS))}")
-    return VARIANTS[name]
+def variant_options(variant: Variant) -> tuple[str, ...]:
+    """The FFNConfig fields a variant reads, besides the width settings (match, budget_mult, multiple_of, which
+    belong to the comparison setting): its activations' options, and `pieces` for maxout."""
+    activations = (variant.activation, variant.up_activation) if variant.gated else (variant.activation,)
+    declared = [o for a in activations if a in ACTIVATIONS for o in ACTIVATIONS[a].options]
+    return tuple(dict.fromkeys(declared + (["pieces"] if variant.kind == "maxout" else [])))
 
 
 def _option_text(value) -> str:
@@ -163,7 +121,7 @@ def variant_label(cfg: FFNConfig) -> str:
     defaults = FFNConfig(name=cfg.name)
     changed = [
         f"{option}={_option_text(getattr(cfg, option))}"
-        for option in get_variant(cfg.name).options
+        for option in variant_options(get_variant(cfg.name))
         if getattr(cfg, option) != getattr(defaults, option)
     ]
     return f"{cfg.name}[{','.join(changed)}]" if changed else cfg.name

@@ -9,7 +9,10 @@ import torch
 
 from ffnlab.errors import ConfigError
 
-SCHEDULES = ("cosine", "inverse_sqrt", "constant")
+# inverse_sqrt is T5's and the paper's: flat at the peak for the warmup steps, then 1/sqrt(step) (Raffel et al. 2020,
+# sec. 3.1.2: lr = 1/sqrt(max(n, k)), k = 10^4). The others warm up linearly: linear_inverse_sqrt is the same decay
+# after a linear ramp (the "Noam" schedule's shape, which ffnlab called inverse_sqrt before issue 22).
+SCHEDULES = ("cosine", "inverse_sqrt", "linear_inverse_sqrt", "constant")
 
 
 @dataclass
@@ -21,7 +24,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     warmup_steps: int = 20
-    schedule: str = "cosine"  # cosine | inverse_sqrt (the paper's 1/sqrt(step)) | constant
+    schedule: str = "cosine"  # one of SCHEDULES
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at max_steps
     fused: bool | None = None  # AdamW's fused kernel: null = on CUDA only (adamw)
 
@@ -34,12 +37,14 @@ class OptimConfig:
 
 
 def lr_multiplier(step: int, cfg: OptimConfig, max_steps: int) -> float:
-    """Linear warmup to 1, then cosine to min_lr_ratio at max_steps, or inverse-sqrt, or constant."""
+    """The LR at optimizer step `step` (0-based) over the peak `cfg.lr`: see SCHEDULES."""
+    if cfg.schedule == "inverse_sqrt":  # T5: peak · sqrt(warmup / max(step, warmup)), no ramp
+        return math.sqrt(max(cfg.warmup_steps, 1) / max(step, cfg.warmup_steps, 1))
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.schedule == "constant":
         return 1.0
-    if cfg.schedule == "inverse_sqrt":  # T5 / the paper: lr ∝ 1/sqrt(max(step, warmup))
+    if cfg.schedule == "linear_inverse_sqrt":  # continuous (1) at the end of the ramp
         return math.sqrt(max(cfg.warmup_steps, 1) / max(step, 1))
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps))
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -27,7 +27,7 @@ from ffnlab.config import schema_defaults, to_dataclass
 from ffnlab.data import data_identity
 from ffnlab.divergence import Diverged, DivergenceCheck
 from ffnlab.errors import ConfigError
-from ffnlab.ffn import FFNConfig, variant_label
+from ffnlab.ffn import FFNConfig, get_variant, variant_label
 from ffnlab.model import ModelConfig
 from ffnlab.module import LanguageModel
 from ffnlab.optim import OptimConfig
@@ -212,6 +212,7 @@ def final_record(cfg: DictConfig, built: Built, identity: dict, losses: tuple[fl
         "ffn": built.ffn_cfg.name,
         "variant": variant_label(built.ffn_cfg),
         "ffn_config": dataclasses.asdict(built.ffn_cfg),
+        "ffn_variant": get_variant(built.ffn_cfg.name).as_record(),  # the report's families come from here
         "seed": cfg.seed,
         "lr": built.optim_cfg.lr,
         "val_loss": val_loss,

@@ -11,7 +11,7 @@ from ffnlab.report.comparisons import Losses, gated_vs_ungated, vs_baseline
 from ffnlab.report.records import Group, Run
 from ffnlab.report.stacks import stack_summary
 from ffnlab.report.stats import ALPHA, median_std, pooled_std, sample_std, spearman
-from ffnlab.report.variants import BASELINE, FAMILIES, PAPER_LOG_PPL, family, paper_delta
+from ffnlab.report.variants import BASELINE, FAMILIES, PAPER_LOG_PPL, Families, paper_delta
 
 
 def _lr_order(lr: float | None) -> tuple:
@@ -43,7 +43,7 @@ def cell_row(variant: str, lr: float | None, runs: list[Run], split: str) -> dic
     return {
         "variant": variant,
         "lr": lr,
-        "family": family(variant),
+        "family": _common([r.family for r in runs]),
         "n_seeds": len(finite),
         "n_diverged": len(runs) - len(finite),
         "seeds": [r.seed for r in finite],
@@ -122,6 +122,7 @@ class Choice:
     chosen: dict  # variant -> its runs at best_lr (not for unstable variants)
     n_finite: int
     n_with_test: int
+    families: Families  # variant label -> family, from the runs' records
 
 
 def choose(group: Group) -> Choice:
@@ -148,7 +149,8 @@ def choose(group: Group) -> Choice:
     # others and has no mean to compare.
     unstable = [v for v in variants if any(r.diverged for r in cells[(v, best_lr[v])])]
     chosen = {v: cells[(v, best_lr[v])] for v in variants if v not in unstable}
-    return Choice(split, lrs, cells, best_lr, unstable, chosen, len(finite), n_with_test)
+    families = {r.variant: r.family for r in runs if r.family is not None}
+    return Choice(split, lrs, cells, best_lr, unstable, chosen, len(finite), n_with_test, families)
 
 
 def seed_losses(choice: Choice, split: str) -> Losses:
@@ -205,5 +207,5 @@ def analyse_group(group: Group) -> dict:
         "seed_std_pooled": pooled_std(by_variant),
         "seed_std_median": median_std(by_variant),
         "families": family_means(rows),
-        "gated_minus_ungated": gated_vs_ungated(losses),
+        "gated_minus_ungated": gated_vs_ungated(losses, choice.families),
     }

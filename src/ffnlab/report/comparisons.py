@@ -15,7 +15,7 @@ import numpy as np
 
 from ffnlab.report.power import detectable_difference, seeds_needed
 from ffnlab.report.stats import ALPHA, bonferroni, holm, paired_test
-from ffnlab.report.variants import BASELINE, PAPER_LOG_PPL, family, paper_delta
+from ffnlab.report.variants import BASELINE, PAPER_LOG_PPL, Families, paper_delta
 
 Losses = dict[str, dict[int, float]]  # variant -> seed -> final loss (finite runs at the chosen LR)
 
@@ -56,9 +56,10 @@ def vs_baseline(losses: Losses, order: list[str]) -> list[dict]:
     return judged(tests, "holm", [paper_delta(t["variant"]) for t in tests])
 
 
-def family_seed_means(losses: Losses) -> tuple[list[int], list[float], list[float]]:
-    """(seeds every gated and ungated variant ran, mean over gated per seed, mean over ungated per seed)."""
-    members = {f: sorted(v for v in losses if family(v) == f) for f in ("gated", "ungated")}
+def family_seed_means(losses: Losses, families: Families) -> tuple[list[int], list[float], list[float]]:
+    """(seeds every gated and ungated variant ran, mean over gated per seed, mean over ungated per seed);
+    `families` maps each variant label to its family, as the runs' records state it."""
+    members = {f: sorted(v for v in losses if families.get(v) == f) for f in ("gated", "ungated")}
     if not (members["gated"] and members["ungated"]):
         return [], [], []
     seeds = sorted(set.intersection(*(set(losses[v]) for v in members["gated"] + members["ungated"])))
@@ -67,23 +68,23 @@ def family_seed_means(losses: Losses) -> tuple[list[int], list[float], list[floa
     return seeds, gated, ungated
 
 
-def paper_family_delta(variants: list[str]) -> float | None:
+def paper_family_delta(variants: list[str], families: Families) -> float | None:
     """The paper's gated - ungated log-ppl over these variants; None unless the paper ran all of them."""
-    gated = [PAPER_LOG_PPL.get(v) for v in variants if family(v) == "gated"]
-    ungated = [PAPER_LOG_PPL.get(v) for v in variants if family(v) == "ungated"]
+    gated = [PAPER_LOG_PPL.get(v) for v in variants if families.get(v) == "gated"]
+    ungated = [PAPER_LOG_PPL.get(v) for v in variants if families.get(v) == "ungated"]
     if not gated or not ungated or None in gated + ungated:
         return None
     return float(np.mean(gated) - np.mean(ungated))
 
 
-def gated_vs_ungated(losses: Losses) -> dict:
+def gated_vs_ungated(losses: Losses, families: Families) -> dict:
     """Per seed, mean over gated variants - mean over ungated ones, on seeds every one of them ran.
 
     The paper's counterpart is the same difference of its log-ppl over the same variants (None unless the
     paper ran all of them).
     """
-    seeds, gated, ungated = family_seed_means(losses)
+    seeds, gated, ungated = family_seed_means(losses, families)
     test = paired_test(gated, ungated)
-    paper = paper_family_delta(list(losses))
+    paper = paper_family_delta(list(losses), families)
     verdict = None if test["p"] is None else test["p"] < ALPHA
     return _with_power({"seeds": seeds, **test, "beyond_noise": verdict}, None if verdict is None else ALPHA, paper)

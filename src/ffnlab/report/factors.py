@@ -39,10 +39,10 @@ def find_factors(groups: list[Group]) -> list[tuple[str, Group, Group]]:
 def _family_per_level(levels: list[tuple], split: str) -> list[dict]:
     """Each level's gated - ungated (mean per seed), Bonferroni over the levels that have one."""
     tests, papers = [], []
-    for value, group, losses in levels:
-        seeds, gated, ungated = family_seed_means(losses)
+    for value, group, losses, families in levels:
+        seeds, gated, ungated = family_seed_means(losses, families)
         tests.append({"level": value, "group": group.index, "seeds": seeds, **paired_test(gated, ungated)})
-        papers.append(paper_family_delta(list(losses)))
+        papers.append(paper_family_delta(list(losses), families))
     return judged(tests, "bonferroni", papers)
 
 
@@ -68,7 +68,8 @@ def analyse_factor(key: str, a: Group, b: Group, spearman_by_group: dict[int, di
         if len(choice_a.lrs) > 1 or len(choice_b.lrs) > 1 else None,
         "tests": tests,
         "sentence": factor_sentence(key, level_a, level_b, tests),
-        "gated_minus_ungated": _family_per_level([(level_a, a, losses_a), (level_b, b, losses_b)], split),
+        "gated_minus_ungated": _family_per_level(
+            [(level_a, a, losses_a, choice_a.families), (level_b, b, losses_b, choice_b.families)], split),
         "spearman_vs_paper": [{"level": level, **spearman_by_group[g.index]}
                               for level, g in ((level_a, a), (level_b, b))],
     }

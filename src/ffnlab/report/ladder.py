@@ -21,7 +21,7 @@ from ffnlab.report.comparisons import Losses, family_seed_means, judged, paired_
 from ffnlab.report.histories import train_tail_loss
 from ffnlab.report.records import BUDGET_KEYS, Group, Run, differing_keys
 from ffnlab.report.stats import sample_std
-from ffnlab.report.variants import paper_delta
+from ffnlab.report.variants import Families, paper_delta
 
 SWIGLU_RELU = "swiglu - relu"
 GATED_UNGATED = "gated - ungated"
@@ -56,11 +56,11 @@ def _rung(group: Group, base_steps) -> dict:
             "label": label}
 
 
-def _gap_sides(losses: Losses, gap: str, members: list[str]) -> tuple[dict, dict]:
+def _gap_sides(losses: Losses, gap: str, members: list[str], families: Families) -> tuple[dict, dict]:
     """(minuend, subtrahend) by seed for one gap at one rung."""
     if gap == SWIGLU_RELU:
         return losses["swiglu"], losses["relu"]
-    seeds, gated, ungated = family_seed_means({v: losses[v] for v in members})
+    seeds, gated, ungated = family_seed_means({v: losses[v] for v in members}, families)
     return dict(zip(seeds, gated)), dict(zip(seeds, ungated))
 
 
@@ -99,12 +99,13 @@ def analyse_ladder(groups: list[Group]) -> dict:
     # The same members at every rung, so a gap's change with budget is not a change of who is in it.
     members = sorted(set.intersection(*(set(lv) for lv in losses)))
     gaps = ([SWIGLU_RELU] if {"swiglu", "relu"} <= set(members) else []) + [GATED_UNGATED]
-    papers = {SWIGLU_RELU: paper_delta("swiglu"), GATED_UNGATED: paper_family_delta(members)}
+    families = {label: family for c in choices for label, family in c.families.items()}
+    papers = {SWIGLU_RELU: paper_delta("swiglu"), GATED_UNGATED: paper_family_delta(members, families)}
 
     tests, sides = [], {}
     for gap in gaps:
         for rung, rung_losses in zip(rungs, losses):
-            sides[gap, rung["label"]] = _gap_sides(rung_losses, gap, members)
+            sides[gap, rung["label"]] = _gap_sides(rung_losses, gap, members, families)
             tests.append({"gap": gap, "rung": rung["label"], "group": rung["group"],
                           **paired_by_seed(*sides[gap, rung["label"]])})
     tests = [t for t in tests if t["n"]]  # gated - ungated needs both families among the members

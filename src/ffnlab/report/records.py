@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from ffnlab.report.variants import family_of_record
+
 SKIP_DIRS = {".hydra", "wandb"}  # Hydra's own config copies and wandb's local files are not runs
 
 
@@ -36,6 +38,7 @@ class Run:
     wandb_project: str | None = None
     ffn: str | None = None  # the bare registry name (family, paper lookups); == variant when options are default
     diverged: str | None = None  # why, when the run diverged; its val_loss is then inf and test_loss None
+    family: str | None = None  # gated | ungated | maxout, as its record states (ffnlab.report.variants)
 
 
 @dataclass
@@ -145,6 +148,7 @@ def load_run(path: Path, run_dir: str) -> Run | Problem:
         wandb_project=dig(config, "logger.wandb.project"),
         ffn=str(ffn),
         diverged=diverged,
+        family=family_of_record(metrics, str(ffn)),
     )
 
 

@@ -1,10 +1,13 @@
-"""What the report knows about variants by name: the baseline, the families and the paper's numbers.
+"""What the report knows about variants: the baseline, the families and the paper's numbers.
 
-Kept by name here, not imported from ffnlab.ffn (the report must not import torch); ffn.VARIANTS marks
-the same six as kind "gated".
+A run's family (gated, ungated, maxout) comes from its record (`ffn_variant`, written from the registry
+ffnlab.variants at training time); a record from before that field falls back to the same registry, which imports no
+torch. There is no second list of gated variants here.
 """
 
 from __future__ import annotations
+
+from ffnlab.variants import VARIANTS
 
 BASELINE = "relu"
 
@@ -14,16 +17,19 @@ PAPER_LOG_PPL = {
     "bilinear": 1.960, "reglu": 1.953, "geglu": 1.942, "swiglu": 1.944,
 }
 
-GATED = frozenset({"glu", "bilinear", "reglu", "geglu", "swiglu", "gtu"})
 FAMILIES = ("gated", "ungated", "maxout")
+_FAMILY_OF_KIND = {"gated": "gated", "plain": "ungated", "maxout": "maxout"}
+
+Families = dict[str, str]  # variant label -> its family, from the runs' records
 
 
-def family(variant: str) -> str:
-    """The family of a variant label: `geglu[gelu_approximate=tanh]` is gated like `geglu`."""
-    name = variant.split("[", 1)[0]
-    if name in GATED:
-        return "gated"
-    return "maxout" if name == "maxout" else "ungated"
+def family_of_record(metrics: dict, ffn: str | None) -> str | None:
+    """The family a run record states (`ffn_variant.kind`); for a record written before that field, the registry's
+    kind for its ffn name; None when neither knows the variant (the report then leaves it out of family tests)."""
+    kind = (metrics.get("ffn_variant") or {}).get("kind")
+    if kind is None and ffn in VARIANTS:
+        kind = VARIANTS[ffn].kind
+    return _FAMILY_OF_KIND.get(kind)
 
 
 def paper_delta(variant: str) -> float | None:
