@@ -13,7 +13,14 @@ from ffnlab.compose import compose_config
 from ffnlab.config import schema_defaults
 from ffnlab.data import data_identity
 from ffnlab.model import ModelConfig
-from ffnlab.record import comparison_setting, identity_differences, read_config, read_metrics, run_identity
+from ffnlab.record import (
+    comparison_setting,
+    identity_differences,
+    read_config,
+    read_metrics,
+    run_identity,
+    upgrade_setting,
+)
 
 RESULTS = REPO / "docs" / "results"
 # The study each committed records directory was swept by (the quick study's records were made before it pinned
@@ -36,11 +43,14 @@ def test_a_committed_record_is_the_run_its_study_would_make_today(study, run_dir
 
 @pytest.mark.parametrize("study, run_dir", POINTS, ids=[f"{s}/{r.name}" for s, r in POINTS])
 def test_a_run_made_today_pools_with_the_committed_records(study, run_dir: Path):
-    """The report pools runs by their exact setting: a key added since must not split a study continued today."""
+    """The report pools runs by their exact setting: the committed records (setting format 1, upgraded on reading)
+    must give the setting a run of the same point made today records, or a study continued today would split."""
     record = read_metrics(run_dir)
-    setting = record["setting"]
+    upgraded = upgrade_setting(record, read_config(run_dir))
     experiment = "compute_ladder_lr" if study == "compute_ladder" and "optim.lr" in run_dir.name else study
-    cfg = compose_config([f"experiment={experiment}", *run_dir.name.split(","), "paths.output_dir=unused"])
-    model = {f.name: setting[f.name] for f in dataclasses.fields(ModelConfig)}  # vocab_size: from the tokenizer
-    launch = {key: setting[key] for key in ("devices", "num_nodes", "accumulate_grad_batches", "cpu_threads")}
-    assert comparison_setting(cfg, model, setting["data_hash"], launch) == setting
+    cfg = compose_config([f"experiment={experiment}", *run_dir.name.split(","),
+                          f"cpu_threads={record['setting']['cpu_threads']}", "paths.output_dir=unused"])
+    model = {f.name: upgraded[f"model.{f.name}"] for f in dataclasses.fields(ModelConfig)}  # vocab: the tokenizer's
+    launch = {"devices": 1, "num_nodes": 1, "accumulate_grad_batches": 1}  # what trainer=cpu resolves to
+    assert comparison_setting(cfg, model, record["setting"]["data_hash"], launch) == upgraded
+    assert {"trainer.deterministic", "data.tokenizer", "optim.schedule"} <= upgraded.keys()  # derived, not listed

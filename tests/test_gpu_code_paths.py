@@ -35,4 +35,4 @@ def test_bf16_mixed_run_finishes_with_a_finite_loss(compose_tiny, tmp_path):
                      "loss_chunk_tokens=48"))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "finished" and math.isfinite(metrics["val_loss"])
-    assert json.loads((out / "metrics.json").read_text())["setting"]["precision"] == "bf16-mixed"
+    assert json.loads((out / "metrics.json").read_text())["setting"]["trainer.precision"] == "bf16-mixed"

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from ffnlab.threads import apply_threads
 import torch
@@ -166,8 +167,8 @@ def test_the_record_carries_the_label_and_the_ffn_config(finished):
 
 def test_the_setting_holds_the_resolved_global_batch(finished):
     setting = read_metrics(finished)["setting"]
-    assert setting["devices"] == 1 and isinstance(setting["devices"], int)
-    assert (setting["num_nodes"], setting["accumulate_grad_batches"]) == (1, 1)
+    assert setting["trainer.devices"] == 1 and isinstance(setting["trainer.devices"], int)
+    assert (setting["trainer.num_nodes"], setting["trainer.accumulate_grad_batches"]) == (1, 1)
     assert setting["cpu_threads"] == torch.get_num_threads()
     assert setting["global_tokens_per_step"] == 4 * 32  # batch 4 x seq_len 32 x 1 device
     assert read_metrics(finished)["stack"]["cpu_threads"] == torch.get_num_threads()
@@ -176,7 +177,49 @@ def test_the_setting_holds_the_resolved_global_batch(finished):
 def test_accumulation_changes_the_setting(compose_tiny, tmp_path):
     run(compose_tiny(tmp_path / "acc", "ffn=relu", "+trainer.accumulate_grad_batches=2", "trainer.max_steps=2"))
     setting = read_metrics(tmp_path / "acc")["setting"]
-    assert setting["accumulate_grad_batches"] == 2 and setting["global_tokens_per_step"] == 2 * 4 * 32
+    assert setting["trainer.accumulate_grad_batches"] == 2 and setting["global_tokens_per_step"] == 2 * 4 * 32
+
+
+def _group_options() -> list[str]:
+    from ffnlab.config import CONF_DIR
+
+    return [f"{group}={path.stem}" for group in ("data", "trainer", "model", "optim", "ffn", "experiment")
+            for path in sorted((CONF_DIR / group).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("choice", _group_options())
+def test_every_config_key_is_in_the_setting_or_on_an_exclusion_list(choice, tmp_path):
+    """The setting is derived from the whole config (issue 22.1): a key is in it, or on one of the commented lists
+    (bookkeeping, study axes, the hardware's split of a fixed global batch), or null (what runs did before such a
+    key existed). A key added to any group later lands in the setting unless someone lists it."""
+    from ffnlab.compose import compose_config
+
+    cfg = compose_config([choice, "paths.output_dir=unused"])
+    flat = record._flatten(record.identity_config(cfg) | {"cpu_threads": 2})
+    model = {key.removeprefix("model."): value for key, value in flat.items() if key.startswith("model.")}
+    setting = record.setting_of(record.identity_config(cfg), model | {"seq_len": 8}, "hash",
+                                {"devices": 1, "num_nodes": 1, "accumulate_grad_batches": 1})
+    fixed_batch = cfg.data.get("global_batch_size") is not None
+    lists = (*record.STUDY_AXES, *record.SETTING_BOOKKEEPING, *(record.HARDWARE_SPLIT if fixed_batch else ()))
+    whole = record._flatten(OmegaConf.to_container(cfg, resolve=True) | {"hydra": None})
+    for key, value in whole.items():
+        on_a_list = record._under(key, (*record.BOOKKEEPING_KEYS, "hydra")) or (
+            record._under(key, lists) and not record._under(key, record.FFN_WIDTH_KEYS))
+        assert key in setting or on_a_list or value is None, f"{choice}: {key} is in no setting and on no list"
+        assert not (key in setting and on_a_list), f"{choice}: {key} is listed and still in the setting"
+    for key in ("data.max_epochs", "trainer.deterministic", "loss_chunk_tokens", "data.sampling"):
+        assert key in setting or whole.get(key) is None
+
+
+def test_runs_differing_only_in_data_sampling_are_two_groups_and_no_duplicate(compose_tiny, tmp_path):
+    """data.sampling was left out of the hand-listed setting: the second run was reported as a DUPLICATE."""
+    from ffnlab.report.records import group_by_setting, load_sweep
+
+    for sampling in ("random", "no_repeat"):
+        run(compose_tiny(tmp_path / "sweep" / sampling, "ffn=relu", f"+data.sampling={sampling}"))
+    runs, problems = load_sweep(tmp_path / "sweep")
+    assert problems == [] and len(group_by_setting(runs)) == 2
+    assert {run_.setting["data.sampling"] for run_ in runs} == {"random", "no_repeat"}
 
 
 # ------------------------------------------------------------------------------------ 5: run dir names

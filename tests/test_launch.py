@@ -69,24 +69,33 @@ def torchrun(*args: str, nproc: int, nnodes: int = 1, node_rank: int = 0, port: 
 
 
 def test_multirun_on_two_processes_runs_each_point_once_and_lists_failures(train_cli, tmp_path):
-    """The issue's bar: `trainer=ddp_cpu optim.lr=3e-3,-1,1e-3` writes 3 records (2 finished, 1 failed), exits
-    non-zero with the failed point named, does not hang, and no point trained twice (no doubled csv rows)."""
+    """The issue's bar: `trainer=ddp_cpu seed=0,1 optim.lr=3e-3,-1` writes 4 records (2 finished, 2 failed), exits
+    non-zero with the failed points named, does not hang, and no point trained twice (no doubled csv rows). The two
+    seeds pool in one group of the report (issue 22.2: Lightning lowered the thread count for the first point only)."""
+    from ffnlab.report import write_report
+
     sweep_dir = tmp_path / "sweep"
     started = time.monotonic()
-    done = train_cli("-m", "trainer=ddp_cpu", "optim.lr=3e-3,-1,1e-3", f"hydra.sweep.dir={sweep_dir}", timeout=400)
+    done = train_cli("-m", "trainer=ddp_cpu", "seed=0,1", "optim.lr=3e-3,-1", f"hydra.sweep.dir={sweep_dir}",
+                     timeout=400)
     assert done.returncode != 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert time.monotonic() - started < 300
     runs = {d.name.removesuffix(",trainer=ddp_cpu"): d for d in sweep_dir.iterdir() if (d / "metrics.json").is_file()}
-    assert sorted(runs) == ["optim.lr=-1", "optim.lr=0.001", "optim.lr=0.003"], sorted(runs)
-    assert record(runs["optim.lr=-1"])["status"] == "failed" and "optim.lr=-1" in record(runs["optim.lr=-1"])["error"]
-    for name in ("optim.lr=0.003", "optim.lr=0.001"):
+    finished_points = ["optim.lr=0.003,seed=0", "optim.lr=0.003,seed=1"]
+    assert sorted(runs) == ["optim.lr=-1,seed=0", "optim.lr=-1,seed=1", *finished_points], sorted(runs)
+    for seed in (0, 1):
+        failed = record(runs[f"optim.lr=-1,seed={seed}"])
+        assert failed["status"] == "failed" and "optim.lr=-1" in failed["error"]
+    for name in finished_points:
         finished = record(runs[name])
-        assert finished["status"] == "finished" and finished["setting"]["devices"] == 2
+        assert finished["status"] == "finished" and finished["setting"]["trainer.devices"] == 2
         assert train_rows(runs[name]) == list(range(6))
         assert finished["tokens_seen"] == 6 * 2 * 4 * 32
     output = done.stdout + done.stderr
-    assert "1 of 3 point(s) failed" in output and "optim.lr=-1,trainer=ddp_cpu: " in output
+    assert "2 of 4 point(s) failed" in output and "optim.lr=-1,seed=0,trainer=ddp_cpu: " in output
     assert "Traceback" not in output
+    report = write_report(sweep_dir, tmp_path / "report")
+    assert [len(g["rows"][0]["seeds"]) for g in report["groups"]] == [2], report["group_differences"]
 
 
 def test_a_rank_that_fails_mid_training_fails_its_point_on_every_rank_and_the_next_point_runs(train_cli, tmp_path):
@@ -135,7 +144,7 @@ def test_two_nodes_under_torchrun_match_one_process(tiny_experiment_dir, cache_d
     outputs = [node.communicate(timeout=300)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     two_nodes = record(tmp_path / "nodes")
-    assert two_nodes["setting"]["num_nodes"] == 2 and two_nodes["setting"]["global_tokens_per_step"] == 8 * 32
+    assert two_nodes["setting"]["trainer.num_nodes"] == 2 and two_nodes["setting"]["global_tokens_per_step"] == 8 * 32
     assert abs(two_nodes["val_loss"] - single_20) <= 1e-5
 
 

@@ -196,7 +196,7 @@ def test_family_comes_from_the_record_not_a_list_in_the_report(tmp_path):
 def test_other_dataset_is_a_separate_group(glu, sweeps):
     assert len(glu["groups"]) == 2
     assert glu["group_differences"] == {
-        "data": ["tinyshakespeare", "wikitext2"],
+        "data.name": ["tinyshakespeare", "wikitext2"],
         "data_hash": ["aaaa1111aaaa", "bbbb2222bbbb"],
     }
     g2 = glu["groups"][1]
@@ -448,10 +448,10 @@ def ladder_report(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_init_is_a_paired_factor(factor_report):
     root, report = factor_report
-    assert report["group_differences"] == {"init": ["gpt2", "t5"]} and "ladders" not in report
+    assert report["group_differences"] == {"model.init": ["gpt2", "t5"]} and "ladders" not in report
     assert [p["run_dir"] for p in report["problems"]] == ["ffn=relu,model.init=t5,seed=2"]
     (f,) = report["factors"]
-    assert (f["key"], f["levels"], f["groups"], f["split"]) == ("init", ["gpt2", "t5"], [1, 2], "test")
+    assert (f["key"], f["levels"], f["groups"], f["split"]) == ("model.init", ["gpt2", "t5"], [1, 2], "test")
     assert f["best_lr"] is None
     tests = {t["variant"]: t for t in f["tests"]}
     for variant, t5 in INIT_TEST["t5"].items():  # t5 - gpt2 over the seeds both ran
@@ -464,10 +464,10 @@ def test_init_is_a_paired_factor(factor_report):
     for t in f["tests"]:  # power at the Holm family's first step, 0.05 / 3
         assert t["alpha"] == approx(0.05 / 3) and power_scipy(t["detectable_diff"], t["std"], t["n"], 0.05 / 3) == \
             pytest.approx(0.8, abs=1e-9)
-    assert "`init=t5` gives a lower mean loss than `init=gpt2` for 3 of 3 variants." in f["sentence"]
+    assert "`model.init=t5` gives a lower mean loss than `model.init=gpt2` for 3 of 3 variants." in f["sentence"]
     assert "Lower beyond seed noise (Holm-adjusted p < 0.05 over 3 tests): gelu, swiglu." in f["sentence"]
     md = (root / "report" / "comparison.md").read_text()
-    assert "## Factor `init`: t5 − gpt2, paired (groups 1 and 2)" in md and f["sentence"] in md
+    assert "## Factor `model.init`: t5 − gpt2, paired (groups 1 and 2)" in md and f["sentence"] in md
 
 
 def test_factor_gated_vs_ungated_is_bonferroni_over_levels(factor_report):
@@ -510,10 +510,10 @@ def test_one_key_and_budget_are_what_link_groups(glu):
 
 def test_ladder_points_and_lr_choice(ladder_report):
     root, report = ladder_report
-    assert report["group_differences"] == {"max_steps": [200, 800], "optim_warmup_steps": [20, 80]}
+    assert report["group_differences"] == {"trainer.max_steps": [200, 800], "optim.warmup_steps": [20, 80]}
     assert "factors" not in report  # budget keys make a ladder, not a factor
     (ladder,) = report["ladders"]
-    assert (ladder["budget_keys"], ladder["groups"], ladder["split"]) == (["max_steps", "optim_warmup_steps"], [1, 2],
+    assert (ladder["budget_keys"], ladder["groups"], ladder["split"]) == (["trainer.max_steps", "optim.warmup_steps", "train_tokens"], [1, 2],
                                                                           "test")
     assert [(r["label"], r["multiple"]) for r in ladder["rungs"]] == [("200 steps (1×)", 1.0),
                                                                       ("800 steps (4×)", 4.0)]
@@ -555,7 +555,7 @@ def test_ladder_gaps_are_bonferroni_over_gaps_and_budgets(ladder_report):
         check_paired(trends[gap], per_seed[gap, 800], per_seed[gap, 200])
     md = (root / "report" / "comparison.md").read_text()
     assert "Bonferroni over the 4 tests (gaps × budgets): beyond seed noise means p < 0.05/4." in md
-    assert "`max_steps` and `optim_warmup_steps`" in md and "![final loss vs training FLOPs](ladder.png)" in md
+    assert "`trainer.max_steps` and `optim.warmup_steps`" in md and "![final loss vs training FLOPs](ladder.png)" in md
 
 
 def test_ladder_train_minus_validation(ladder_report):

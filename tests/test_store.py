@@ -89,7 +89,7 @@ def test_the_parquet_config_prepares_and_trains_offline(tmp_path, monkeypatch):
                           "optim.warmup_steps=1"])
     assert np.isfinite(run(cfg))
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert record["status"] == "finished" and record["setting"]["data"] == "parquet_fixture"
+    assert record["status"] == "finished" and record["setting"]["data.name"] == "parquet_fixture"
 
 
 def test_a_same_size_change_with_the_old_mtime_is_new_data(tmp_path, excerpt):

@@ -44,3 +44,28 @@ def test_the_thread_count_is_recorded_and_an_older_record_without_the_key_still_
         identity = run_identity(cfg, data_identity(cfg.data))
         differences = identity_differences(old_record, identity, old_config, cfg, schema_defaults())
         assert (differences == []) == same, differences
+
+
+def test_a_multi_process_point_takes_its_share_and_lightning_leaves_it(compose_tiny, tmp_path, monkeypatch):
+    """Under trainer=ddp_cpu every point runs with default // 2 threads, the first as the rest: OMP_NUM_THREADS is set,
+    so Lightning's launcher does not lower the count for the first point only (issue 22.2)."""
+    from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
+
+    import ffnlab.threads
+
+    default = default_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(ffnlab.threads, "_STARTED_WITH", 8)  # a count Lightning's own rule would not give here
+    try:
+        cfg = compose_tiny(tmp_path, "trainer=ddp_cpu")
+        assert apply_threads(cfg) == 4 == cfg.cpu_threads
+        _set_num_threads_if_needed(num_processes=2)  # what Lightning's launcher calls at each point
+        assert torch.get_num_threads() == cfg.cpu_threads
+    finally:
+        torch.set_num_threads(default)
+
+
+def test_the_thread_count_is_in_the_identity_on_a_cpu_only(compose_tiny, tmp_path):
+    on_cpu = [config_hash(compose_tiny(tmp_path, f"cpu_threads={n}")) for n in (1, 2)]
+    on_gpu = [config_hash(compose_tiny(tmp_path, "trainer=gpu", f"cpu_threads={n}")) for n in (1, 2)]
+    assert on_cpu[0] != on_cpu[1] and on_gpu[0] == on_gpu[1]

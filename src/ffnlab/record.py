@@ -84,12 +84,23 @@ def _drop(tree: dict, dotted: str) -> None:
     tree.pop(last, None)
 
 
+# Accelerators whose float results do not depend on torch's CPU thread count (only their input pipeline does).
+NOT_CPU = ("gpu", "cuda", "mps", "tpu", "xla", "hpu")
+
+
+def _threads_count(tree: dict) -> bool:
+    """Whether `cpu_threads` moves the numbers of this run: on a CPU (a GEMM's sums are split by thread) it does."""
+    return str((tree.get("trainer") or {}).get("accelerator", "cpu")) not in NOT_CPU
+
+
 def identity_config(cfg: DictConfig | dict) -> dict:
-    """The resolved config minus BOOKKEEPING_KEYS: what `config_hash` hashes."""
+    """The resolved config minus BOOKKEEPING_KEYS (and `cpu_threads` off the CPU): what `config_hash` hashes."""
     tree = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else json.loads(json.dumps(cfg))
     tree.pop("hydra", None)
     for key in BOOKKEEPING_KEYS:
         _drop(tree, key)
+    if not _threads_count(tree):
+        tree.pop("cpu_threads", None)
     return tree
 
 
@@ -189,44 +200,101 @@ def _read_yaml(path: Path) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------ the comparison setting
+#
+# The setting is everything that defines a comparison: the report pools runs only when their settings are equal, and
+# calls two runs of one (setting, variant, lr, seed) a duplicate. It is derived, not listed: the identity config
+# (what the run computes, above) minus the two lists below; so a key added to the config later is in the setting
+# unless it is put on a list, and tests/test_identity.py fails for a key that is on neither side.
+
+# What varies inside a study: the report compares runs across these, never pools over them. `ffn` is the variant and
+# its options (its label); the width settings of the ffn group are the comparison's condition, kept by FFN_WIDTH_KEYS.
+STUDY_AXES = ("ffn", "seed", "data.seed", "optim.lr")
+FFN_WIDTH_KEYS = ("ffn.match", "ffn.budget_mult", "ffn.multiple_of")
+
+# In the identity (they change a logged number) but not in what is compared: cadences of validation and logging, and
+# what fit's intermediate validations score (the final validation and the test always score whole splits).
+SETTING_BOOKKEEPING = (
+    "trainer.num_sanity_val_steps",
+    "trainer.check_val_every_n_epoch",
+    "trainer.strategy.save_distributed_checkpoint",  # how a checkpoint is laid out on disk
+    "data.fit_val_windows",
+)
+
+# With `data.global_batch_size` fixed, a study leaves to the hardware how the batch is split (ffnlab.budget): these
+# then leave the setting too, so runs on 1 or 8 GPUs, DDP or FSDP, pool (their float results differ in summation
+# order only). Without it they are the global batch, and stay.
+HARDWARE_SPLIT = ("data.batch_size", "trainer.devices", "trainer.num_nodes", "trainer.accumulate_grad_batches",
+                  "trainer.strategy")
+
+SETTING_FORMAT = 2  # 1: the hand-listed setting before issue 22 (upgraded on reading: upgrade_setting)
+
+
+def _under(key: str, prefixes) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def setting_of(identity: dict, model: dict, data_hash: str, launch: dict) -> dict:
+    """The comparison setting, as flat dotted keys, from a run's identity config (`identity_config`) and what only
+    the run could resolve: `model` (the built ModelConfig: vocab_size from the tokenizer), `data_hash` (text and
+    tokenizer) and `launch` (devices, num_nodes and accumulate_grad_batches as the Trainer resolved them).
+
+    A key at null is left out: null is what runs did before such a key existed, so a study continued after a key is
+    added still pools with its older records."""
+    flat = _flatten(identity)
+    flat |= {f"model.{key}": value for key, value in model.items()}
+    flat |= {f"trainer.{key}": launch[key] for key in ("devices", "num_nodes", "accumulate_grad_batches")}
+    fixed_batch = flat.get("data.global_batch_size")
+    world = launch["devices"] * launch["num_nodes"]
+    global_batch = fixed_batch or flat["data.batch_size"] * world * launch["accumulate_grad_batches"]
+    dropped = (*BOOKKEEPING_KEYS, *STUDY_AXES, *SETTING_BOOKKEEPING, *(HARDWARE_SPLIT if fixed_batch else ()))
+    setting = {key: value for key, value in flat.items()
+               if value is not None and (not _under(key, dropped) or _under(key, FFN_WIDTH_KEYS))}
+    return setting | {"data_hash": data_hash, "global_batch_size": global_batch,
+                      "global_tokens_per_step": global_batch * model["seq_len"]}
 
 
 def comparison_setting(cfg: DictConfig, model: dict, data_hash: str, launch: dict) -> dict:
-    """Everything that defines a comparison other than the variant, seed and LR: the report never pools runs
-    whose settings differ (corpus, tokenizer, size, budget, global batch, schedule, precision, threads ...).
+    """The setting of the run `cfg` asks for (see setting_of)."""
+    return setting_of(identity_config(cfg), model, data_hash, launch)
 
-    `model` is the built ModelConfig as a dict; `launch` holds what the Trainer resolved: devices, num_nodes,
-    accumulate_grad_batches, and cpu_threads (CPU float results depend on the thread count).
-    """
-    optim = OmegaConf.to_container(cfg.optim, resolve=True)
-    optim.pop("lr")
-    # An optim key at null (`fused`: torch's per-device default) is what runs did before the key existed: left out,
-    # so a study continued after it was added still pools with its older records.
-    optim = {key: value for key, value in optim.items() if value is not None}
-    world = launch["devices"] * launch["num_nodes"]
-    global_batch = cfg.data.batch_size * world * launch["accumulate_grad_batches"]
-    if cfg.data.get("global_batch_size") is not None:
-        # The study fixed the global batch (ffnlab.budget): how the hardware splits it is not part of the comparison,
-        # so runs on 1 or 8 GPUs pool (their float results differ at the level of summation order only).
-        batch = {"global_batch_size": global_batch, "cpu_threads": launch["cpu_threads"]}
-    else:
-        batch = {"batch_size": cfg.data.batch_size, **launch}
-    return {
-        "data": cfg.data.name,
-        "data_hash": data_hash,  # text + tokenizer identity
-        "tokenizer": cfg.data.tokenizer,
-        **model,
-        "max_steps": cfg.trainer.max_steps,
-        **batch,
-        "global_tokens_per_step": global_batch * model["seq_len"],
-        "precision": str(cfg.trainer.precision),
-        "gradient_clip_val": cfg.trainer.gradient_clip_val,
-        "torch_compile": bool(cfg.torch_compile),
-        "ffn_match": cfg.ffn.match,
-        "ffn_budget_mult": cfg.ffn.budget_mult,
-        "ffn_multiple_of": cfg.ffn.multiple_of,
-        **{f"optim_{key}": value for key, value in optim.items()},
-    }
+
+# Setting format 1's keys -> today's names (the report reads records of either format).
+_V1_NAMES = {"data": "data.name", "tokenizer": "data.tokenizer", "max_steps": "trainer.max_steps",
+             "batch_size": "data.batch_size", "devices": "trainer.devices", "num_nodes": "trainer.num_nodes",
+             "accumulate_grad_batches": "trainer.accumulate_grad_batches", "precision": "trainer.precision",
+             "gradient_clip_val": "trainer.gradient_clip_val", "ffn_match": "ffn.match",
+             "ffn_budget_mult": "ffn.budget_mult", "ffn_multiple_of": "ffn.multiple_of"}
+_V1_MODEL = ("d_model", "n_layers", "n_heads", "n_kv_heads", "seq_len", "vocab_size", "tie_embeddings", "rope_theta",
+             "norm_eps", "init", "init_std")  # the built ModelConfig's fields, which format 1 held unprefixed
+
+
+def _v1_name(key: str) -> str:
+    if key in _V1_NAMES:
+        return _V1_NAMES[key]
+    if key.startswith("optim_"):
+        return "optim." + key.removeprefix("optim_")
+    return "model." + key if key in _V1_MODEL else key
+
+
+def upgrade_setting(record: dict, config: dict | None) -> dict:
+    """The setting of a record in today's format. A format-1 record's keys are renamed, and, when its config.yaml is
+    at hand, the setting is derived from it as a run today would (the keys format 1 left out), with the resolved
+    model, data hash and launch taken from the old setting."""
+    setting = record.get("setting")
+    if record.get("setting_format", 1) >= SETTING_FORMAT or not isinstance(setting, dict):
+        return setting
+    renamed = {_v1_name(key): value for key, value in setting.items()}
+    if not config:
+        return renamed
+    identity = identity_config(config)
+    if "cpu_threads" in setting and identity.get("cpu_threads") is None and _threads_count(identity):
+        identity["cpu_threads"] = setting["cpu_threads"]  # RECORDED_BEFORE: format 1 held it in the setting only
+    model = {key[len("model."):]: value for key, value in renamed.items() if key.startswith("model.")}
+    launch = {key: renamed.get(f"trainer.{key}", 1) for key in ("devices", "num_nodes", "accumulate_grad_batches")}
+    try:
+        return renamed | setting_of(identity, model, setting["data_hash"], launch)
+    except (KeyError, TypeError):  # a config.yaml too partial to derive from: the renamed setting is all there is
+        return renamed
 
 
 # ---------------------------------------------------------------------------------------------- files

@@ -32,6 +32,7 @@ from ffnlab.model import ModelConfig
 from ffnlab.module import LanguageModel
 from ffnlab.optim import OptimConfig
 from ffnlab.record import (
+    SETTING_FORMAT,
     check_same_run,
     clear_metrics,
     comparison_setting,
@@ -190,13 +191,11 @@ def fit(cfg: DictConfig, built: Built, resume_from: Path | None) -> tuple[float,
 
 
 def launch_settings(trainer: L.Trainer) -> dict:
-    """What the Trainer resolved (`devices: auto` becomes a number): the global batch and float results depend
-    on it."""
+    """What the Trainer resolved (`devices: auto` becomes a number): the global batch depends on it."""
     return {
         "devices": trainer.num_devices,
         "num_nodes": trainer.num_nodes,
         "accumulate_grad_batches": trainer.accumulate_grad_batches,
-        "cpu_threads": torch.get_num_threads(),
     }
 
 
@@ -236,6 +235,7 @@ def final_record(cfg: DictConfig, built: Built, identity: dict, losses: tuple[fl
         "setting": comparison_setting(
             cfg, dataclasses.asdict(built.model_cfg), datamodule.data_hash, launch_settings(trainer)
         ),
+        "setting_format": SETTING_FORMAT,
     }
 
 

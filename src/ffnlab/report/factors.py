@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ffnlab.report.analysis import choose, seed_losses
 from ffnlab.report.comparisons import family_seed_means, judged, paired_by_seed, paper_family_delta
-from ffnlab.report.records import BUDGET_KEYS, Group, dig, differing_keys
+from ffnlab.report.records import BUDGET_KEYS, Group, differing_keys
 from ffnlab.report.stats import paired_test
 
 
@@ -31,7 +31,7 @@ def find_factors(groups: list[Group]) -> list[tuple[str, Group, Group]]:
             keys = differing_keys(a.setting, b.setting)
             if len(keys) == 1 and keys[0] not in BUDGET_KEYS:
                 key = keys[0]
-                low, high = sorted((a, b), key=lambda g: _level_order(dig(g.setting, key)))
+                low, high = sorted((a, b), key=lambda g: _level_order(g.setting.get(key)))
                 found.append((key, low, high))
     return found
 
@@ -58,7 +58,7 @@ def analyse_factor(key: str, a: Group, b: Group, spearman_by_group: dict[int, di
         return None
     tests = judged(tests, "holm", [None] * len(tests))  # the paper did not vary the init: no paper Δ
     tests.sort(key=lambda t: (t["mean"] is None, t["mean"], t["variant"]))
-    level_a, level_b = dig(a.setting, key), dig(b.setting, key)
+    level_a, level_b = a.setting.get(key), b.setting.get(key)
     return {
         "key": key,
         "levels": [level_a, level_b],

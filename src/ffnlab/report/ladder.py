@@ -49,7 +49,7 @@ def find_ladders(groups: list[Group]) -> list[list[Group]]:
 
 
 def _rung(group: Group, base_steps) -> dict:
-    steps, warmup = (group.setting.get(k) for k in BUDGET_KEYS)
+    steps, warmup = group.setting.get("trainer.max_steps"), group.setting.get("optim.warmup_steps")
     multiple = steps / base_steps if steps and base_steps else None
     label = f"{steps} steps" + (f" ({multiple:g}×)" if multiple else "")
     return {"group": group.index, "max_steps": steps, "optim_warmup_steps": warmup, "multiple": multiple,
@@ -94,7 +94,7 @@ def analyse_ladder(groups: list[Group]) -> dict:
     choices = [choose(g) for g in groups]
     # Test only when every rung has it for every run: a gap's trend must compare one split with itself.
     split = "test" if all(c.split == "test" for c in choices) else "val"
-    rungs = [_rung(g, groups[0].setting.get("max_steps")) for g in groups]
+    rungs = [_rung(g, groups[0].setting.get("trainer.max_steps")) for g in groups]
     losses = [seed_losses(c, split) for c in choices]
     # The same members at every rung, so a gap's change with budget is not a change of who is in it.
     members = sorted(set.intersection(*(set(lv) for lv in losses)))

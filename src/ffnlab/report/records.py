@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from ffnlab.record import upgrade_setting
 from ffnlab.report.variants import family_of_record
 
 SKIP_DIRS = {".hydra", "wandb"}  # Hydra's own config copies and wandb's local files are not runs
@@ -117,7 +118,7 @@ def load_run(path: Path, run_dir: str) -> Run | Problem:
     seed = metrics.get("seed", config.get("seed"))
     lr = _number(metrics["lr"] if "lr" in metrics else dig(config, "optim.lr"))
     val_loss, test_loss = _number(metrics.get("val_loss")), _number(metrics.get("test_loss"))
-    setting = metrics.get("setting")
+    setting = upgrade_setting(metrics, config)  # a record from before the derived setting: today's keys
     required = (("ffn", variant), ("seed", seed)) + ((("val_loss", val_loss),) if status == "finished" else ())
     missing = [name for name, v in required if v is None]
     if not isinstance(setting, dict):
@@ -199,9 +200,10 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 ABSENT = "<absent>"
 
-# The setting keys that make a compute ladder: how long a run trains (its warmup is a fixed fraction of it).
+# The setting keys that make a compute ladder: how long a run trains (its warmup is a fixed fraction of it; a token
+# budget sets the steps).
 # Step cadences (validation, logging) are bookkeeping, kept out of the setting, so they never split a group.
-BUDGET_KEYS = ("max_steps", "optim_warmup_steps")
+BUDGET_KEYS = ("trainer.max_steps", "optim.warmup_steps", "train_tokens")
 
 
 def differing_keys(a: dict, b: dict) -> list[str]:
