@@ -15,7 +15,7 @@ from ffnlab import data
 from ffnlab.data import TextDataModule, split_text
 from ffnlab.errors import DataConfigError
 from ffnlab.tokenizer import encode_ids, encoding_chunks, load_tokenizer_from_json, token_dtype, train_tokenizer
-from ffnlab.windows import EvalWindows, RandomWindows
+from ffnlab.windows import IGNORE_INDEX, EvalWindows, RandomWindows
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "data" / "tinyshakespeare" / "input.txt"
@@ -218,6 +218,59 @@ def test_val_and_test_loaders_cover_their_splits(tmp_path, excerpt):
     for split, loader in [("val", dm.val_dataloader()), ("test", dm.test_dataloader())]:
         scored = sum(int((y != -100).sum()) for _, y in loader)
         assert scored == dm.tokens_per_split[split] - 1
+
+
+def rank_loaders(dm, monkeypatch, world_size: int, split: str = "val", first_windows: int | None = None) -> list:
+    """Each rank's evaluation loader, as the datamodule builds it on that rank of `world_size`."""
+    loaders = []
+    for rank in range(world_size):
+        monkeypatch.setattr(data, "rank_and_world_size", lambda rank=rank: (rank, world_size))
+        loaders.append(dm._eval_loader(split, first_windows))
+    return loaders
+
+
+@pytest.mark.parametrize(("world_size", "eval_batch_size"), [(2, 13), (3, 17)])
+def test_ranks_get_equal_eval_shares_that_together_score_every_window_once(
+    tmp_path, excerpt, monkeypatch, world_size, eval_batch_size
+):
+    """Issue 22.5: under FSDP every forward is a collective, so a rank with a batch fewer hangs the others. Ranks get
+    the same number of batches; the short ones are padded with windows that score no token."""
+    dm = make_datamodule(tmp_path, excerpt, eval_batch_size=eval_batch_size)
+    windows = EvalWindows(dm._ids["val"], dm.seq_len)
+    n = len(windows)
+    unpadded_batches = [math.ceil(len(range(rank, n, world_size)) / eval_batch_size) for rank in range(world_size)]
+    assert n % (world_size * eval_batch_size) != 0 and len(set(unpadded_batches)) > 1  # windows r, r+W, ... alone
+    loaders = rank_loaders(dm, monkeypatch, world_size)
+    assert len({len(loader) for loader in loaders}) == 1  # the same number of batches on every rank
+    shares = [list(loader.dataset) for loader in loaders]
+    assert len({len(share) for share in shares}) == 1
+    interleaved = [share[i] for i in range(len(shares[0])) for share in shares]  # rank r's i-th is window r + i*W
+    real = [(x, y) for x, y in interleaved if (y != IGNORE_INDEX).any()]
+    padding = [(x, y) for x, y in interleaved if not (y != IGNORE_INDEX).any()]
+    assert len(real) == len(windows) and len(padding) == len(interleaved) - len(windows) > 0
+    for (x, y), (x_ref, y_ref) in zip(real, windows):
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+    assert all(x.shape == y.shape == (dm.seq_len,) and not x.any() for x, y in padding)
+
+
+def test_fewer_fit_windows_than_ranks_give_every_rank_one(tmp_path, excerpt, monkeypatch):
+    """data.fit_val_windows=1 on 2 ranks: rank 1 had no window at all; it gets one that scores nothing."""
+    dm = make_datamodule(tmp_path, excerpt)
+    first, padding = (loader.dataset for loader in rank_loaders(dm, monkeypatch, 2, first_windows=1))
+    assert len(first) == len(padding) == 1
+    assert torch.equal(first[0][1], EvalWindows(dm._ids["val"], dm.seq_len)[0][1])
+    assert (padding[0][1] == IGNORE_INDEX).all()
+
+
+def test_a_padding_window_adds_nothing_to_the_loss_sums():
+    """All-ignore targets: summed cross-entropy 0 (a mean would be NaN) and 0 scored tokens, whole or chunked."""
+    from ffnlab.loss import loss_sum
+
+    head = torch.nn.Linear(8, 11)
+    hidden, targets = torch.randn(2, 5, 8), torch.full((2, 5), IGNORE_INDEX)
+    for chunk_tokens in (None, 3):
+        total, count = loss_sum(head, hidden, targets, chunk_tokens)
+        assert total.item() == 0.0 and count.item() == 0
 
 
 # -------------------------------------------------------------------------------------------------- errors

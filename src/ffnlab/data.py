@@ -31,7 +31,7 @@ from ffnlab import corpus, store
 from ffnlab.atomic import write_atomic
 from ffnlab.errors import DataConfigError
 from ffnlab.tokenizer import TextTokenizer, load_tokenizer_from_json, load_pretrained_tokenizer, train_tokenizer
-from ffnlab.windows import EvalWindows, RandomWindows, rank_and_world_size
+from ffnlab.windows import EvalWindows, RandomWindows, RankShare, rank_and_world_size
 
 log = logging.getLogger(__name__)
 
@@ -484,15 +484,14 @@ class TextDataModule(L.LightningDataModule):
         return self._eval_loader("test")
 
     def _eval_loader(self, split: str, first_windows: int | None = None) -> DataLoader:
-        """Rank r of W scores windows r, r+W, ...: each token once across ranks, no padding windows
-        (the module sums loss and token counts over ranks, so uneven shares are exact)."""
+        """Rank r of W scores windows r, r+W, ...: each token once across ranks. The ranks left a window short
+        score a padding window instead (ffnlab.windows.RankShare), so every rank runs the same number of batches,
+        as FSDP's collectives need; the module sums loss and scored tokens over ranks, so the loss is exact."""
         windows = EvalWindows(self._ids[split], self.seq_len)
         if first_windows is not None and first_windows < len(windows):
             windows = Subset(windows, range(first_windows))
         rank, world_size = rank_and_world_size()
-        if world_size > 1:
-            windows = Subset(windows, range(rank, len(windows), world_size))
-        return self._loader(windows, batch_size=self.eval_batch_size)
+        return self._loader(RankShare(windows, self.seq_len, rank, world_size), batch_size=self.eval_batch_size)
 
     def _loader(self, dataset: Dataset, batch_size: int | None) -> DataLoader:
         return DataLoader(

@@ -162,3 +162,27 @@ class EvalWindows(_PicklesMemmapAsPath, Dataset):
         x[: min(len(chunk), t)] = chunk[:t]
         y[: len(chunk) - 1] = chunk[1:]
         return torch.from_numpy(x), torch.from_numpy(y)
+
+
+class RankShare(Dataset):
+    """Rank r of W's share of evaluation windows: item i is window r + i*W, or, past the last window, a padding window
+    (inputs 0, labels IGNORE_INDEX) that scores no token.
+
+    Every rank gets ceil(n / W) items, so the same number of batches: under FSDP every forward is a collective, and a
+    rank with a batch fewer (or, with fewer windows than ranks, none at all) breaks the others' next collective. The
+    evaluation sums loss and scored tokens over ranks; a padding window adds 0 to both, so the loss is unchanged.
+    """
+
+    def __init__(self, windows: Dataset, seq_len: int, rank: int, world_size: int):
+        self.windows, self.seq_len, self.rank, self.world_size = windows, seq_len, rank, world_size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.windows) / self.world_size)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        window = self.rank + i * self.world_size
+        if window < len(self.windows):
+            return self.windows[window]
+        return torch.zeros(self.seq_len, dtype=torch.int64), torch.full((self.seq_len,), IGNORE_INDEX)
