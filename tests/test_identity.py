@@ -267,9 +267,24 @@ def test_a_rerun_leaves_exactly_one_newest_last_ckpt(how, copy, compose_tiny):
     run(compose_tiny(copy, "ffn=relu", "trainer.max_steps=4", *(["force=true"] if how == "force" else [])))
     assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == ["last.ckpt"]
     # Anywhere in the run dir: Lightning's default ModelCheckpoint once wrote csv/checkpoints/epoch=0-step=N.ckpt too.
-    assert [p.relative_to(copy).as_posix() for p in copy.rglob("*.ckpt")] == ["checkpoints/last.ckpt"]
+    (stale,) = copy.glob("checkpoints.stale-*")  # the earlier attempt's, kept aside (issue 22.9)
+    found = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*.ckpt"))
+    assert found == sorted(["checkpoints/last.ckpt", f"{stale.name}/last.ckpt"])
     checkpoint = torch.load(copy / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["global_step"] == 4  # this run's, not the 6-step one before it
+
+
+def test_a_checkpoint_that_cannot_be_continued_is_moved_aside_not_deleted(copy, compose_tiny, caplog):
+    """An unfinished run re-run with another config starts from step 0; its checkpoint is compute: kept in
+    checkpoints.stale-<time>/, and one line says so (issue 22.9: it was deleted)."""
+    (copy / "metrics.json").write_text(json.dumps(read_metrics(copy) | {"status": "running"}))
+    before = (copy / "checkpoints" / "last.ckpt").read_bytes()
+    with caplog.at_level("WARNING", logger="ffnlab"):
+        run(compose_tiny(copy, "ffn=relu", "trainer.gradient_clip_val=0.5"))
+    (stale,) = copy.glob("checkpoints.stale-*")
+    assert (stale / "last.ckpt").read_bytes() == before
+    said = [r.getMessage() for r in caplog.records if "checkpoints.stale-" in r.getMessage()]
+    assert len(said) == 1 and "trainer.gradient_clip_val: 1.0 -> 0.5" in said[0] and "step 0" in said[0]
 
 
 # ------------------------------------------------------------------ keys added to ffnlab after a run finished

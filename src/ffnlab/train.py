@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import shutil
@@ -106,26 +107,49 @@ def reuse_finished(cfg: DictConfig, out_dir: Path, record: dict) -> float:
 RESUMABLE = ("running", "interrupted")  # killed (the record still says running) or stopped by a signal
 
 
-def resumable_checkpoint(cfg: DictConfig, out_dir: Path, record: dict | None, identity: dict) -> Path | None:
-    """The unfinished run's `last.ckpt` when this is the same run (identity as for skipping a finished one);
-    None to start from step 0 (`resume=false`, no checkpoint, a failed run, or a different run)."""
+def resumable_checkpoint(cfg: DictConfig, out_dir: Path, record: dict | None, identity: dict) -> tuple[Path | None, str]:
+    """(the unfinished run's `last.ckpt`, "") when this is the same run (identity as for skipping a finished one);
+    else (None, why this run starts from step 0)."""
     checkpoint = out_dir / CHECKPOINT_DIR / LAST
-    if not cfg.resume or not checkpoint.is_file() or not record or record.get("status") not in RESUMABLE:
-        return None
+    status = (record or {}).get("status")
+    if not checkpoint.is_file():
+        return None, "no checkpoint"
+    if cfg.force or not cfg.resume:
+        return None, "force=true" if cfg.force else "resume=false"
+    if status not in RESUMABLE:
+        return None, f"the earlier attempt's record says {status or 'nothing'}, not {' or '.join(RESUMABLE)}"
     differences = identity_differences(record, identity, read_config(out_dir), cfg, schema_defaults())
     if differences:
-        log.warning("%s holds an unfinished run that differs in %s: starting over", out_dir, "; ".join(differences))
-        return None
-    return checkpoint
+        return None, f"it holds an unfinished run that differs in {'; '.join(differences)}"
+    return checkpoint, ""
 
 
-def start_fresh(cfg: DictConfig, out_dir: Path) -> None:
-    """A run that starts from step 0 removes what an earlier attempt left (its record, checkpoints and history),
-    so `last.ckpt` is always this run's newest and the history is this run's alone."""
+def start_fresh(cfg: DictConfig, out_dir: Path, why: str) -> None:
+    """A run that starts from step 0 clears what an earlier attempt left (its record and history), so `last.ckpt` is
+    always this run's newest and the history is this run's alone. The earlier checkpoints are moved aside, never
+    deleted: a run that cannot continue them exactly (another config, thread count, force=true) may still be what
+    someone paid for."""
     clear_metrics(out_dir)
-    for name in (CHECKPOINT_DIR, HISTORY_DIR):
-        shutil.rmtree(out_dir / name, ignore_errors=True)
+    stale = set_aside(out_dir / CHECKPOINT_DIR)
+    if stale is not None:
+        log.warning("%s: %s; starting from step 0, its checkpoints kept in %s", out_dir, why, stale.name)
+    shutil.rmtree(out_dir / HISTORY_DIR, ignore_errors=True)
     write_config(out_dir, cfg)
+
+
+def set_aside(checkpoints: Path) -> Path | None:
+    """Rename a non-empty checkpoints dir to `checkpoints.stale-<UTC time>` beside it; returns the new path."""
+    if not checkpoints.is_dir() or not any(checkpoints.iterdir()):
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    stale = checkpoints.with_name(f"{checkpoints.name}.stale-{stamp}")
+    for n in itertools.count(2):  # twice in one second: a suffix keeps both
+        if not stale.exists():
+            break
+        stale = checkpoints.with_name(f"{checkpoints.name}.stale-{stamp}-{n}")
+    checkpoints.rename(stale)
+    return stale
 
 
 def build(cfg: DictConfig, out_dir: Path, wandb_id: str) -> Built:
@@ -251,10 +275,10 @@ class Start:
 def prepare_start(cfg: DictConfig, out_dir: Path, previous: dict | None) -> Start:
     """On rank 0 only: resume an unfinished identical run, or clear the run dir; the record says `running`."""
     identity = run_identity(cfg, data_identity(cfg.data))
-    resume_from = None if cfg.force else resumable_checkpoint(cfg, out_dir, previous, identity)
+    resume_from, why_not = resumable_checkpoint(cfg, out_dir, previous, identity)
     wandb_id = (previous or {}).get("wandb_id") if resume_from else uuid.uuid4().hex[:12]
     if resume_from is None:
-        start_fresh(cfg, out_dir)
+        start_fresh(cfg, out_dir, why_not)
     write_metrics(out_dir, {"status": "running", **identity, "ffn": cfg.ffn.name, "seed": cfg.seed,
                             "wandb_id": wandb_id})
     return Start(identity, resume_from, wandb_id)
