@@ -222,6 +222,20 @@ def test_runs_differing_only_in_data_sampling_are_two_groups_and_no_duplicate(co
     assert {run_.setting["data.sampling"] for run_ in runs} == {"random", "no_repeat"}
 
 
+def test_validation_cadence_counts_optimizer_steps_under_accumulation(compose_tiny, tmp_path):
+    """trainer.val_check_interval is in optimizer steps: 4 micro-batches a step, validations after steps 2, 4, 6
+    (issue 22.6: Lightning counted micro-batches and validated twice per optimizer step). Lightning's `step` column
+    holds the 0-based index of the step a row follows, so they are rows 1, 3, 5, as without accumulation (the
+    committed studies' validations after step 50 are rows 49)."""
+    run(compose_tiny(tmp_path / "run", "ffn=relu", "+trainer.accumulate_grad_batches=4", "trainer.max_steps=6",
+                     "trainer.val_check_interval=2"))
+    with open(tmp_path / "run" / "csv" / "metrics.csv") as f:
+        validated = [int(r["step"]) for r in csv.DictReader(f) if r.get("val/loss")]
+    assert validated == [1, 3, 5]
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 6
+
+
 # ------------------------------------------------------------------------------------ 5: run dir names
 
 

@@ -184,7 +184,10 @@ def build(cfg: DictConfig, out_dir: Path, wandb_id: str) -> Built:
     # Divergence first: a non-finite loss stops the run before a checkpoint of its weights is saved.
     clock = TrainClock(stats["flops_per_token"], cfg.trainer.log_every_n_steps, cfg.get("peak_flops"))
     callbacks = [DivergenceCheck(cfg.trainer.log_every_n_steps), clock, checkpoint]
-    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=out_dir)
+    # trainer.val_check_interval counts optimizer steps; Lightning counts training batches, which are micro-batches
+    # under gradient accumulation (it validated mid-step, `accumulate` times too often).
+    trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=out_dir,
+                          val_check_interval=cfg.trainer.val_check_interval * accumulate)
     return Built(datamodule, model_cfg, ffn_cfg, optim_cfg, stats, module, trainer, loggers, clock)
 
 
@@ -206,7 +209,7 @@ def fit(cfg: DictConfig, built: Built, resume_from: Path | None) -> tuple[float,
     # Fit's last validation is of the final weights when it ran at the last step over the whole split (a pass costs
     # seconds on a CPU); with data.fit_val_windows, fit's validations score a subset and the final one runs here.
     whole_split = datamodule.fit_val_windows is None
-    if whole_split and trainer.global_step % trainer.val_check_interval == 0 and "val/loss" in trainer.callback_metrics:
+    if whole_split and trainer.global_step % cfg.trainer.val_check_interval == 0 and "val/loss" in trainer.callback_metrics:
         val_loss = trainer.callback_metrics["val/loss"].item()
     else:
         val_loss = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
