@@ -71,6 +71,20 @@ def test_rope_matches_complex_rotation_and_preserves_norms():
     torch.testing.assert_close(rotated[..., 0, :], x[..., 0, :])  # position 0 is not turned
 
 
+def test_rope_rotates_in_fp32_whatever_the_dtype():
+    """Under bf16 autocast q and k arrive in bf16: the rotation is done in fp32 and rounded once at the end, and a
+    model cast to bf16 (precision=bf16-true) keeps its tables in fp32 (issue 22.8)."""
+    B, H, T, D = 1, 2, 2048, 64
+    cos, sin = rope_tables(T, D, 10000.0)
+    x = torch.randn(B, H, T, D, generator=torch.Generator().manual_seed(0)).bfloat16()
+    rotated = apply_rope(x, cos, sin)
+    assert rotated.dtype == torch.bfloat16
+    assert torch.equal(rotated, apply_rope(x.float(), cos, sin).bfloat16())
+    model = Transformer(ModelConfig(**(TINY | {"vocab_size": 64})), FFNConfig(name="swiglu")).to(torch.bfloat16)
+    assert model.rope_cos.dtype == model.rope_sin.dtype == torch.float32
+    assert model.embed.weight.dtype == torch.bfloat16
+
+
 def test_rope_scores_depend_only_on_relative_position():
     """q·k with q placed at m and k at n is a function of m - n alone, per head."""
     H, T, D = 3, 20, 8

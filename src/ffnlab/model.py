@@ -74,10 +74,12 @@ def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (x[..., :d/2], x[..., d/2:]) of x (B, H, T, D) by the position's angles."""
-    x1, x2 = x.chunk(2, dim=-1)
-    cos, sin = cos[: x.shape[-2]].to(x.dtype), sin[: x.shape[-2]].to(x.dtype)
-    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    """Rotate channel pairs (x[..., :d/2], x[..., d/2:]) of x (B, H, T, D) by the position's angles, in fp32 whatever
+    x's dtype: under bf16 autocast q and k are bf16, whose 8-bit mantissa would round cos/sin at far positions to
+    another angle (an fp32 run is unchanged: the casts are no-ops)."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    cos, sin = cos[: x.shape[-2]].float(), sin[: x.shape[-2]].float()
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -134,6 +136,14 @@ class Transformer(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         if not any(p.is_meta for p in self.parameters()):
             init_weights(self, seed)
+
+    def _apply(self, fn, recurse=True):
+        """`.to(dtype)` (precision=bf16-true, `.half()`) casts buffers too: the RoPE tables are put back in fp32."""
+        super()._apply(fn, recurse)
+        if self.rope_cos.dtype != torch.float32 and not self.rope_cos.is_meta:
+            self.rope_cos, self.rope_sin = (t.to(self.rope_cos.device) for t in rope_tables(
+                self.cfg.seq_len, self.cfg.head_dim, self.cfg.rope_theta))
+        return self
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 loss_chunk_tokens: int | None = None):
