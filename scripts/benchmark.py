@@ -35,6 +35,7 @@ from ffnlab.compose import compose_config, model_config
 from ffnlab.config import to_dataclass
 from ffnlab.errors import ConfigError, one_line
 from ffnlab.ffn import VARIANTS, FFNConfig, n_input_matrices
+from ffnlab.hardware import peak_flops
 from ffnlab.optim import OptimConfig
 from ffnlab.sizes import model_stats
 from ffnlab.threads import apply_threads
@@ -105,7 +106,9 @@ def build_contenders(args, overrides: list[str]):
         kernels[name] = contenders.floor_kernels(model_cfg, stats["ffn_hidden"], n_input_matrices(ffn_cfg), batch,
                                                  device)
         facts[name] = {"ffn_hidden": stats["ffn_hidden"], "params_total": stats["params_total"],
-                       "flops_per_token": stats["flops_per_token"], "tokens_per_step": batch * model_cfg.seq_len}
+                       "flops_per_token": stats["flops_per_token"], "tokens_per_step": batch * model_cfg.seq_len,
+                       # one device's peak (ffnlab.hardware: a GPU in bf16, or peak_flops=...): MFU when known
+                       "peak_flops": peak_flops(device, cfg.trainer.precision, cfg.get("peak_flops"))}
     return steps, kernels, facts, cfg, device
 
 
@@ -149,9 +152,13 @@ def step_figures(args, steps, kernels, facts, device) -> tuple[list[dict], dict]
         tokens = facts[name]["tokens_per_step"]
         for mode in modes(args):
             ours = timed[f"ffnlab {name}{mode}"]
+            flop_per_s = facts[name]["flops_per_token"] * tokens / timing.median(ours)
+            peak = facts[name]["peak_flops"]
             row = {"ffn": name, "compiled": mode == COMPILED, **facts[name],
                    "ffnlab_tokens_per_s": tokens / timing.median(ours),
-                   "ffnlab_gflop_per_s": facts[name]["flops_per_token"] * tokens / timing.median(ours) / 1e9,
+                   "ffnlab_gflop_per_s": flop_per_s / 1e9,
+                   # what scripts/params.py --mfu takes, measured in this mode (eager, or compiled per block)
+                   "ffnlab_mfu": flop_per_s / peak if peak else None,
                    "floor_tokens_per_s": tokens / timing.median(floor),
                    "ffnlab_of_floor": timing.paired_ratio(floor, ours)}
             if f"ffnlab {name}{mode}" in compiling:
@@ -219,6 +226,11 @@ def print_tables(result: dict) -> None:
         print(f"| {label} | {r['ffn_hidden']} | {r['ffnlab_tokens_per_s']:,.0f} | {r['ffnlab_gflop_per_s']:.1f} | "
               f"{hf} | {r['floor_tokens_per_s']:,.0f} | {fmt_ratio(r['ffnlab_of_floor'])} | "
               f"{fmt_ratio(r['hf_of_floor']) if 'hf_of_floor' in r else '–'} |")
+    for r in result["variants"]:
+        if r.get("ffnlab_mfu") is not None:
+            label = f"{r['ffn']} (compiled)" if r["compiled"] else r["ffn"]
+            print(f"{label}: MFU {r['ffnlab_mfu']:.1%} of {r['peak_flops'] / 1e12:,.1f} TFLOP/s "
+                  f"(scripts/params.py --mfu {r['ffnlab_mfu']:.3f})")
     for r in result["variants"]:
         if r["compiled"]:
             against = (f"; {fmt_ratio(r['ffnlab_over_eager_hf'])}x eager HF" if "ffnlab_over_eager_hf" in r

@@ -25,6 +25,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides (the ffn choice is ignored: all variants)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    parser.add_argument("--mfu", type=float, default=None, help="the MFU to cost the study at (a fraction), e.g. "
+                        "what scripts/benchmark.py prints for the same overrides on the cluster's GPU; default: "
+                        "ASSUMED_MFU for the config's torch_compile")
     args = parser.parse_args(argv)
     try:
         rows = []
@@ -36,7 +39,8 @@ def main(argv: list[str]) -> int:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
     try:
-        cost = study_cost(args.overrides) if any(o.startswith("experiment=") for o in args.overrides) else None
+        experiment = any(o.startswith("experiment=") for o in args.overrides)
+        cost = study_cost(args.overrides, args.mfu) if experiment else None
     except (ConfigError, HydraException, OmegaConfBaseException) as error:  # one line, as train.py says it
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
@@ -53,18 +57,22 @@ def main(argv: list[str]) -> int:
 
 # Dense bf16 peaks from ffnlab.hardware (the vendors' data sheets, no sparsity).
 PEAK_TFLOPS = {gpu: bf16_peak(gpu)[1] / 1e12 for gpu in ("H100", "A100")}
-MFU = 0.40
+# The MFU a study is costed at, by the config's torch_compile (blocks compiled: ffnlab.model.compile_blocks).
+# Assumptions, not measurements (no GPU here): scripts/benchmark.py with the same overrides (and --compile when the
+# config compiles) measures the real figure on the cluster's GPU ("ffnlab_mfu"), and --mfu takes it.
+ASSUMED_MFU = {True: 0.40, False: 0.30}
 
 
-def study_cost(overrides: list[str]) -> dict:
-    """Training FLOPs (flops_per_token x tokens, 6N + attention: ffnlab.sizes) and GPU-hours at 40% MFU of every
-    point of the sweep; evaluation passes are not counted."""
+def study_cost(overrides: list[str], mfu: float | None = None) -> dict:
+    """Training FLOPs (flops_per_token x tokens, 6N + attention: ffnlab.sizes) and GPU-hours at `mfu` (default:
+    ASSUMED_MFU for the config's compile setting) of every point of the sweep; evaluation passes are not counted."""
     from ffnlab.budget import apply_budget, world_size
     from ffnlab.compose import sweep_points
 
-    runs = []
+    runs, compiled = [], set()
     for point in sweep_points(overrides):
         cfg = compose_config(point)
+        compiled.add(bool(cfg.torch_compile))
         apply_budget(cfg)
         world = world_size(cfg.trainer)
         global_batch = cfg.data.batch_size * world * int(cfg.trainer.get("accumulate_grad_batches", 1) or 1)
@@ -73,14 +81,22 @@ def study_cost(overrides: list[str]) -> dict:
         flops = stats["flops_per_token"] * tokens
         runs.append({"point": " ".join(point), "ffn": cfg.ffn.name, "steps": int(cfg.trainer.max_steps),
                      "tokens": tokens, "training_flops": flops,
-                     **{f"gpu_hours_{gpu}": flops / (MFU * peak * 1e12) / 3600 for gpu, peak in PEAK_TFLOPS.items()}})
+                     "flops": flops})
+    if mfu is None:  # a sweep over torch_compile is costed at the lower assumption
+        mfu = min(ASSUMED_MFU[c] for c in compiled)
+    for run in runs:
+        flops = run.pop("flops")
+        run |= {f"gpu_hours_{gpu}": flops / (mfu * peak * 1e12) / 3600 for gpu, peak in PEAK_TFLOPS.items()}
     total = {key: sum(run[key] for run in runs) for key in ("tokens", "training_flops", *(f"gpu_hours_{g}" for g in
                                                                                          PEAK_TFLOPS))}
-    return {"mfu": MFU, "peak_tflops": PEAK_TFLOPS, "runs": runs, "total": total, "n_runs": len(runs)}
+    return {"mfu": mfu, "torch_compile": sorted(compiled), "peak_tflops": PEAK_TFLOPS, "runs": runs, "total": total,
+            "n_runs": len(runs)}
 
 
 def print_cost(cost: dict) -> None:
-    print(f"\n{cost['n_runs']} run(s); GPU-hours at {cost['mfu']:.0%} MFU of one GPU's dense bf16 peak "
+    compile_text = "/".join(str(c).lower() for c in cost["torch_compile"])
+    print(f"\n{cost['n_runs']} run(s), torch_compile={compile_text}; GPU-hours at {cost['mfu']:.0%} MFU of one GPU's "
+          "dense bf16 peak "
           f"({', '.join(f'{g} {p:.0f} TFLOP/s' for g, p in cost['peak_tflops'].items())}); evaluation not counted")
     gpus = list(cost["peak_tflops"])
     print(f"{'ffn':<12}{'steps':>8}{'tokens':>18}{'training FLOPs':>18}" + "".join(f"{g + ' h':>12}" for g in gpus))

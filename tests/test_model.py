@@ -363,3 +363,39 @@ def test_t5_init_keeps_variants_paired():
 def test_unknown_init_is_one_clear_error():
     with pytest.raises(ConfigError, match="model.init='xavier'.*gpt2, t5"):
         ModelConfig(init="xavier")
+
+
+# --------------------------------------------------------------------------- GPU fast paths (issue 22.8)
+@pytest.mark.parametrize("precision, param_dtype, reduce_dtype", [
+    ("bf16-mixed", torch.bfloat16, torch.float32), ("bf16-true", torch.bfloat16, torch.float32),
+    ("32-true", None, None)])
+def test_fsdp_mixed_precision_computes_in_bf16_and_reduces_in_fp32(precision, param_dtype, reduce_dtype):
+    from ffnlab.module import fsdp_mixed_precision
+
+    policy = fsdp_mixed_precision(precision)
+    assert (policy.param_dtype, policy.reduce_dtype) == (param_dtype, reduce_dtype)
+
+
+def test_compiled_blocks_keep_eager_names_in_checkpoints():
+    """Blocks compiled in place are named `blocks.<i>._orig_mod.`; a checkpoint holds the eager names, and loads
+    into a compiled or an eager model alike."""
+    from ffnlab.model import compile_blocks
+    from ffnlab.module import LanguageModel
+    from ffnlab.optim import OptimConfig
+
+    def module():
+        return LanguageModel(ModelConfig(**TINY), FFNConfig(name="swiglu"), OptimConfig(), seed=0, max_steps=1)
+
+    compiled, eager = module(), module()
+    compile_blocks(compiled.model)
+    compile_blocks(compiled.model)  # idempotent: configure_model runs again for validate and test
+    assert isinstance(compiled.model.blocks[0], torch._dynamo.eval_frame.OptimizedModule)
+    assert not isinstance(compiled.model.blocks[0]._orig_mod, torch._dynamo.eval_frame.OptimizedModule)
+    assert any("_orig_mod" in key for key in compiled.state_dict())
+    checkpoint = {"state_dict": compiled.state_dict()}
+    compiled.on_save_checkpoint(checkpoint)
+    assert set(checkpoint["state_dict"]) == set(eager.state_dict())
+    for target in (compiled, eager):
+        loading = {"state_dict": dict(checkpoint["state_dict"])}
+        target.on_load_checkpoint(loading)
+        target.load_state_dict(loading["state_dict"])

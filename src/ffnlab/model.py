@@ -162,6 +162,17 @@ class Transformer(nn.Module):
         return loss_sum(self.head, x, targets, loss_chunk_tokens)
 
 
+def compile_blocks(model: Transformer) -> None:
+    """torch.compile each block in its place (torchtitan's pattern), before DDP or FSDP wraps the model: the blocks
+    share one shape, so one compilation serves them all, and the wrapper's gradient communication and FSDP's
+    per-block hooks stay outside the compiled code, overlapping the next block's compute (a whole model compiled
+    after wrapping sees one graph with the communication inside). Parameters are then named `blocks.<i>._orig_mod.`;
+    ffnlab.module saves checkpoints under the eager names."""
+    for i, block in enumerate(model.blocks):
+        if not isinstance(block, torch._dynamo.eval_frame.OptimizedModule):  # configure_model runs again for test
+            model.blocks[i] = torch.compile(block)
+
+
 RESIDUAL_OUTPUTS = ("attn.wo.weight", "ffn.w_out.weight")
 
 

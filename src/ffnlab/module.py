@@ -7,17 +7,35 @@ import lightning as L
 import torch
 
 from ffnlab.ffn import FFNConfig
-from ffnlab.model import ModelConfig, Transformer
+from ffnlab.model import ModelConfig, Transformer, compile_blocks
 from ffnlab.optim import OptimConfig, adamw, decay_groups, lr_multiplier
 
 
 PROGRESS = ("tokens_seen", "train_time_s", "eval_time_s", "between_steps_s")  # saved in every checkpoint
 
 
+def eager_name(key: str) -> str:
+    """A parameter's name without torch.compile's `_orig_mod.` (per block or of the whole model)."""
+    return key.replace("_orig_mod.", "")
+
+
+def fsdp_mixed_precision(precision: str):
+    """FSDP2's policy for a trainer precision. bf16 (bf16-mixed, bf16-true): parameters all-gathered and computed in
+    bf16, gradients reduced in fp32 (a sum over ranks in bf16 loses the small gradients), the fp32 sharded master
+    weights kept for the optimizer. Anything else: FSDP2's default (no casts). On a GPU, reviewed, not run; built
+    and tested on CPU."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if "bf16" in precision:
+        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    return MixedPrecisionPolicy()
+
+
 class LanguageModel(L.LightningModule):
     def __init__(self, model: ModelConfig, ffn: FFNConfig, optim: OptimConfig, seed: int, max_steps: int,
-                 loss_chunk_tokens: int | None = None):
+                 loss_chunk_tokens: int | None = None, compile_blocks: bool = False):
         super().__init__()
+        self.compile_blocks = compile_blocks  # torch_compile: each block, in configure_model (before any wrapping)
         self.loss_chunk_tokens = loss_chunk_tokens  # ffnlab.loss: bounds the logits' memory at large vocabularies
         self.model_cfg, self.ffn_cfg, self.optim_cfg, self.max_steps = model, ffn, optim, max_steps
         self.model = Transformer(model, ffn, seed=seed)
@@ -81,17 +99,24 @@ class LanguageModel(L.LightningModule):
 
     # ------------------------------------------------------------------ sharding (trainer=fsdp)
     def configure_model(self):
-        """FSDP2 under ModelParallelStrategy (the only strategy that gives a device mesh): each block is one
-        all-gather unit, the root holds the embedding, the (tied) head and the final norm. Parameters become
-        DTensors before configure_optimizers runs, so the decay groups are chosen on the sharded model."""
+        """Lightning calls it before the strategy wraps the model (DDP) and before configure_optimizers: the place
+        to compile each block (torch_compile) and then to shard.
+
+        FSDP2 under ModelParallelStrategy (the only strategy that gives a device mesh): each block is one
+        all-gather unit, the root holds the embedding, the (tied) head and the final norm, in the trainer's mixed
+        precision (fsdp_mixed_precision). Parameters become DTensors before configure_optimizers runs, so the decay
+        groups are chosen on the sharded model."""
+        if self.compile_blocks:
+            compile_blocks(self.model)
         mesh = self.device_mesh
         if mesh is None or any(hasattr(p, "device_mesh") for p in self.model.parameters()):
             return  # not sharded, or already sharded (configure_model runs again for validate/test)
         from torch.distributed.fsdp import fully_shard
 
+        policy = fsdp_mixed_precision(str(self.trainer.precision))
         for block in self.model.blocks:
-            fully_shard(block, mesh=mesh["data_parallel"])
-        fully_shard(self.model, mesh=mesh["data_parallel"])
+            fully_shard(block, mesh=mesh["data_parallel"], mp_policy=policy)
+        fully_shard(self.model, mesh=mesh["data_parallel"], mp_policy=policy)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
@@ -106,9 +131,14 @@ class LanguageModel(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint.update(self.extra_checkpoint_state)
         checkpoint["ffnlab_progress"] = {key: getattr(self, key) for key in PROGRESS}
+        # Eager names whatever was compiled: a checkpoint loads into a compiled or eager model, and scripts alike.
+        checkpoint["state_dict"] = {eager_name(k): v for k, v in checkpoint["state_dict"].items()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """A resumed run counts the tokens and training time before the interruption too."""
+        """A resumed run counts the tokens and training time before the interruption too; the weights' eager names
+        are mapped onto this model's (`_orig_mod.` where a block or the model is compiled)."""
         progress = checkpoint.get("ffnlab_progress", {})
         for key in PROGRESS:
             setattr(self, key, progress.get(key, 0))
+        names = {eager_name(k): k for k in self.state_dict()}
+        checkpoint["state_dict"] = {names.get(eager_name(k), k): v for k, v in checkpoint["state_dict"].items()}

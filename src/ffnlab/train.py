@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
@@ -166,15 +165,13 @@ def build(cfg: DictConfig, out_dir: Path, wandb_id: str) -> Built:
     log.info("ffn=%s seed=%s %s", variant_label(ffn_cfg), cfg.seed, " ".join(f"{k}={v:,}" for k, v in stats.items()))
 
     module = LanguageModel(model_cfg, ffn_cfg, optim_cfg, seed=cfg.seed, max_steps=cfg.trainer.max_steps,
-                           loss_chunk_tokens=cfg.get("loss_chunk_tokens"))
+                           loss_chunk_tokens=cfg.get("loss_chunk_tokens"), compile_blocks=bool(cfg.torch_compile))
     module.extra_checkpoint_state = {  # a checkpoint is self-contained: scripts/sample.py needs nothing else
         "ffnlab_config": OmegaConf.to_container(cfg, resolve=True),
         "ffnlab_model_config": dataclasses.asdict(model_cfg),
         "ffnlab_ffn_config": dataclasses.asdict(ffn_cfg),
         "ffnlab_tokenizer": datamodule.tokenizer_json(),
     }
-    if cfg.torch_compile:
-        module.model = torch.compile(module.model)
 
     loggers = [CSVLogger(out_dir, name="", version=HISTORY_DIR)]
     for name, logger_cfg in (cfg.get("logger") or {}).items():

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ffnlab.model import ModelConfig, Transformer
+from ffnlab.model import ModelConfig, Transformer, compile_blocks
 from ffnlab.ffn import FFNConfig
 from ffnlab.optim import OptimConfig, adamw, decay_groups
 
@@ -51,10 +51,12 @@ def batch(model_cfg: ModelConfig, batch_size: int, device: torch.device, seed: i
 
 def ffnlab_step(model_cfg: ModelConfig, ffn_cfg: FFNConfig, optim: OptimConfig, batch_size: int,
                 device: torch.device, compiled: bool = False) -> Callable[[], None]:
-    """compiled: the model under torch.compile and the optimizer eager, as train.py's `torch_compile=true` runs."""
+    """compiled: each block under torch.compile and the optimizer eager, as train.py's `torch_compile=true` runs."""
     model = Transformer(model_cfg, ffn_cfg, seed=0).to(device)
+    if compiled:
+        compile_blocks(model)
     x, y = batch(model_cfg, batch_size, device)
-    return training_step(model, torch.compile(model) if compiled else model, x, y, optim)
+    return training_step(model, model, x, y, optim)
 
 
 def hf_step(model_cfg: ModelConfig, ffn_cfg: FFNConfig, optim: OptimConfig, batch_size: int,
@@ -62,9 +64,11 @@ def hf_step(model_cfg: ModelConfig, ffn_cfg: FFNConfig, optim: OptimConfig, batc
     from ffnlab.bench.hf import hf_llama
 
     hf = hf_llama(Transformer(model_cfg, ffn_cfg, seed=0)).to(device)
-    forward = torch.compile(hf) if compiled else hf
+    if compiled:  # per decoder layer, as ffnlab's blocks: compiled against compiled at the same scope
+        for i, layer in enumerate(hf.model.layers):
+            hf.model.layers[i] = torch.compile(layer)
     x, y = batch(model_cfg, batch_size, device)
-    return training_step(hf, lambda ids: forward(input_ids=ids).logits, x, y, optim)
+    return training_step(hf, lambda ids: hf(input_ids=ids).logits, x, y, optim)
 
 
 # ------------------------------------------------------------------------------------------- the kernel floor
