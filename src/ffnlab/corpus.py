@@ -200,6 +200,48 @@ class RowSource:
                       and f not in self.exclude_files)
 
 
+# ------------------------------------------------------------------------------------------ hub provenance
+
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def resolve_hub_revision(hub_path: str, revision: str | None) -> str | None:
+    """The commit sha that `revision` (null: the default branch) of a hub dataset names now: itself when it is a
+    sha; the hub's answer when it is reachable (reviewed, not run: no hub here); else the snapshot a local HF hub
+    cache holds under that ref (huggingface_hub's cache layout, read with its own scanner); None when none knows."""
+    if revision and COMMIT_SHA.fullmatch(revision):
+        return revision
+    from huggingface_hub import constants
+
+    if not constants.HF_HUB_OFFLINE:
+        from huggingface_hub import HfApi
+
+        try:
+            return HfApi().dataset_info(hub_path, revision=revision).sha
+        except Exception:  # noqa: BLE001 - unreachable, offline or unknown: the local cache may still say
+            pass
+    return cached_hub_revision(hub_path, revision)
+
+
+def cached_hub_revision(hub_path: str, revision: str | None) -> str | None:
+    """The sha of the snapshot of dataset `hub_path` whose ref is `revision` (null: main) in the local HF hub cache,
+    or whose sha starts with it; None when the cache holds none."""
+    from huggingface_hub import constants, scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        repos = scan_cache_dir(constants.HF_HUB_CACHE).repos
+    except (CacheNotFound, OSError):
+        return None
+    wanted = revision or "main"
+    for repo in repos:
+        if repo.repo_id == hub_path and repo.repo_type == "dataset":
+            for snapshot in repo.revisions:
+                if wanted in snapshot.refs or (revision and snapshot.commit_hash.startswith(revision)):
+                    return snapshot.commit_hash
+    return None
+
+
 def row_pieces(documents: Iterator[str], separator: str) -> Iterator[str | None]:
     """Pieces of every document; None marks the end of a document when documents end with the EOD token."""
     previous_newline = True

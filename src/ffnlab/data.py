@@ -69,9 +69,12 @@ FILE_KEYS = ("files", "train_files", "val_files", "test_files")
 def data_identity(data_cfg) -> dict:
     """The identity of a `data` config's input, without reading it through the tokenizer: per file key, each
     file's name, size and sha256 (its path is not part of it: a moved corpus is the same data); for a hub
-    dataset its path, config name and revision (null = the hub's newest, which is not pinned)."""
+    dataset its path, config name, the revision asked for (null = the default branch) and the commit sha that
+    revision resolves to (`resolved_revision`, hub_revision): the data a store is prepared from, so two commits of a
+    dataset never share a token store, a run identity or a comparison setting."""
     if data_cfg.get("hub_path") is not None:
-        return {key: data_cfg.get(key) for key in ("hub_path", "hub_name", "revision")}
+        asked = {key: data_cfg.get(key) for key in ("hub_path", "hub_name", "revision")}
+        return asked | {"resolved_revision": hub_revision(asked, data_cfg.get("cache_dir"))}
     identity = {}
     for key in FILE_KEYS:
         if key in data_cfg and OmegaConf.is_missing(data_cfg, key):
@@ -83,6 +86,40 @@ def data_identity(data_cfg) -> dict:
                 files[name if name not in files else f"{name}#{len(files)}"] = file_identity(path)
             identity[key] = files
     return identity
+
+
+def hub_revision(asked: dict, cache_dir: str | None) -> str:
+    """The commit sha of a hub dataset's asked revision (corpus.resolve_hub_revision). Offline with neither the hub
+    nor an HF cache snapshot, the token stores already prepared for this source say which commit they were read
+    at: one commit is taken, several or none is one line (what is wrong, what is accepted)."""
+    resolved = corpus.resolve_hub_revision(asked["hub_path"], asked["revision"])
+    if resolved is not None:
+        return resolved
+    prepared = sorted({source["resolved_revision"] for source in prepared_sources(cache_dir)
+                       if {k: source.get(k) for k in asked} == asked and source.get("resolved_revision")})
+    if len(prepared) == 1:
+        return prepared[0]
+    name = "/".join(v for v in (asked["hub_path"], asked["hub_name"]) if v)
+    found = f"token stores were prepared from {len(prepared)} commits of it ({', '.join(prepared)})" if prepared else (
+        "it is not in the HF hub cache and no token store here was prepared from it")
+    raise DataConfigError(
+        f"Hub dataset {name}: cannot tell which commit data.revision={asked['revision']} names (offline, or the hub "
+        f"is unreachable, and {found}); pin data.revision=<commit sha>, prepare it where the hub is reachable "
+        "(scripts/prepare_data.py), or train on local files: data=text_files, data=tinyshakespeare"
+    )
+
+
+def prepared_sources(cache_dir: str | None) -> list[dict]:
+    """The hub `source` each prepared token store's index records (entries without one are left out)."""
+    found = []
+    for index in sorted(Path(cache_dir or ".").expanduser().glob(f"tokens/*/{store.INDEX}")):
+        try:
+            source = json.loads(index.read_text()).get("source")
+        except (OSError, ValueError):
+            continue
+        if isinstance(source, dict):
+            found.append(source)
+    return found
 
 
 def join_documents(rows: Sequence[str]) -> str:
@@ -246,6 +283,7 @@ class TextDataModule(L.LightningDataModule):
         self.tokens_per_split: dict[str, int] | None = None
         self.cache_hit: bool | None = None  # False: this process tokenized; True: it reused the cache
         self._data_hash: str | None = None
+        self._hub_source: dict | None = None
         self._ids: dict | None = None
 
     @staticmethod
@@ -293,8 +331,10 @@ class TextDataModule(L.LightningDataModule):
                 if self.hub_path is None:
                     return corpus.RowSource(split, files=self.files_by_split[split], text_column=self.text_column,
                                             **where)
+                # at the commit the identity names, not at a branch that may move while the splits are read
                 return corpus.RowSource(HUB_SPLITS[split], hub_path=self.hub_path, hub_name=self.hub_name,
-                                        revision=self.revision, text_column=self.text_column, **where)
+                                        revision=self.hub_source()["resolved_revision"],
+                                        text_column=self.text_column, **where)
 
             if self.eval_documents is None:
                 found = {split: rows(split) for split in SPLITS}
@@ -344,9 +384,7 @@ class TextDataModule(L.LightningDataModule):
                 if getattr(self, key) is not None:
                     extra[key] = getattr(self, key)
             if self.rows:  # rows are named by their files' hashes (or the hub's revision), not read up front
-                identity = (data_identity(OmegaConf.create({"hub_path": self.hub_path, "hub_name": self.hub_name,
-                                                            "revision": self.revision}))
-                            if self.hub_path is not None else
+                identity = (self.hub_source() if self.hub_path is not None else
                             {split: [file_identity(f) for f in paths] for split, paths in self.files_by_split.items()})
                 extra |= {"separator": self.separator, "text_column": self.text_column}
                 digests = {"rows": identity}
@@ -354,6 +392,14 @@ class TextDataModule(L.LightningDataModule):
                 digests = {split: source.digest() for split, source in self.sources().items()}
             self._data_hash = content_hash(digests, self.tokenizer_kind, self.requested_vocab_size, extra)
         return self._data_hash
+
+    def hub_source(self) -> dict:
+        """The hub dataset's identity, the resolved commit included (data_identity); resolved once per module."""
+        if self._hub_source is None:
+            self._hub_source = data_identity(OmegaConf.create({
+                "hub_path": self.hub_path, "hub_name": self.hub_name, "revision": self.revision,
+                "cache_dir": str(self.cache_dir)}))
+        return self._hub_source
 
     @property
     def cache_path(self) -> Path:
@@ -409,6 +455,7 @@ class TextDataModule(L.LightningDataModule):
             "dtype": store.token_dtype(tokenizer.vocab_size).name, "separator": self.separator,
             "shard_tokens": self.shard_tokens, "tokens": tokens, "splits": splits,
             "unigram_entropy_val": store.unigram_entropy_of(val, tokenizer.vocab_size),
+            **({"source": self.hub_source()} if self.hub_path is not None else {}),  # the commit it was read at
         })
         log.info("tokenized %s (%s, vocab %d) into %s: %s", self.name, self.tokenizer_kind, tokenizer.vocab_size,
                  entry, tokens)
