@@ -75,13 +75,24 @@ def test_maxout_width_is_two_over_k_plus_one_of_the_budget(pieces, expected):
     assert abs(hidden - 2 / (pieces + 1) * 4 * 128) <= 4
 
 
-def test_solver_errors():
-    with pytest.raises(ConfigError, match="match='flops'.*'params' or 'none'"):
-        solve_ffn_hidden(FFNConfig(name="relu", match="flops"), 128)
-    with pytest.raises(ConfigError, match="multiple_of=0"):
-        solve_ffn_hidden(FFNConfig(name="relu", multiple_of=0), 128)
-    with pytest.raises(ConfigError, match="pieces=1"):
-        solve_ffn_hidden(FFNConfig(name="maxout", pieces=1), 128)
+@pytest.mark.parametrize("options, said", [
+    ({"match": "flops"}, "ffn.match='flops' is not accepted; give params or none"),
+    ({"multiple_of": 0}, "ffn.multiple_of=0 is not accepted"),
+    ({"name": "maxout", "pieces": 1}, "ffn.pieces=1 is not accepted"),
+    ({"budget_mult": -1.0}, "ffn.budget_mult=-1.0 is not accepted; give a finite number > 0"),  # issue 23.5
+    ({"budget_mult": 0.0}, "ffn.budget_mult=0.0 is not accepted"),
+    ({"gelu_approximate": "foo"}, "ffn.gelu_approximate='foo' is not accepted; give one of none, tanh, sigmoid"),
+    ({"swish_beta": float("nan")}, "ffn.swish_beta=nan is not accepted"),
+])
+def test_every_ffn_key_is_checked_whatever_the_variant(options, said):
+    """relu reads neither gelu_approximate nor swish_beta: a bad value is still refused in one line (issue 23.5:
+    budget_mult -1 and 0 and gelu_approximate=foo under relu were accepted)."""
+    with pytest.raises(ConfigError) as error:
+        FFNConfig(**({"name": "relu"} | options))
+    assert str(error.value) == said or str(error.value).startswith(said)
+
+
+def test_an_unknown_variant_lists_the_valid_ones():
     with pytest.raises(ConfigError) as error:
         solve_ffn_hidden(FFNConfig(name="nonexistent"), 128)
     assert all(name in str(error.value) for name in VARIANTS)
@@ -164,3 +175,16 @@ def test_params_script_reports_config_errors(capsys):
     params = load_params_script()
     assert params.main(["model.d_model=100", "model.vocab_size=1024"]) == 2
     assert "d_model=100" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, said", [
+    ({"lr": -1.0}, "optim.lr=-1.0 is not accepted; give a finite number > 0"),
+    ({"warmup_steps": -5}, "optim.warmup_steps=-5 is not accepted; give an integer >= 0"),
+])
+def test_the_optim_error_names_the_key_that_is_wrong(options, said):
+    """Issue 23.10: the message named both optim.lr and optim.warmup_steps when only one was wrong."""
+    from ffnlab.optim import OptimConfig
+
+    with pytest.raises(ConfigError) as error:
+        OptimConfig(**options)
+    assert str(error.value) == said

@@ -8,6 +8,7 @@ treat all variants alike; gated variants fuse gate and up projections into one `
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,6 +35,30 @@ class FFNConfig:
     leaky_relu_slope: float = 0.01
     prelu_init: float = 0.25  # He et al. 2015's initial slope
     elu_alpha: float = 1.0
+
+    def __post_init__(self):
+        """Every key is checked whatever the variant: a bad value for an option this variant does not read is still
+        a mistake in the command (and would be taken up by the next variant of a sweep)."""
+        get_variant(self.name)
+        checks = {
+            "match": (self.match in ("params", "none"), "params or none"),
+            "budget_mult": (_finite(self.budget_mult) and self.budget_mult > 0, "a finite number > 0"),
+            "multiple_of": (self.multiple_of >= 1, "an integer >= 1"),
+            "pieces": (self.pieces >= 2, "an integer >= 2 (maxout's pieces)"),
+            "gelu_approximate": (self.gelu_approximate in GELU_FORMS, f"one of {', '.join(GELU_FORMS)}"),
+            **{key: (_finite(getattr(self, key)), "a finite number")
+               for key in ("swish_beta", "leaky_relu_slope", "prelu_init", "elu_alpha")},
+        }
+        for key, (ok, accepted) in checks.items():
+            if not ok:
+                raise ConfigError(f"ffn.{key}={getattr(self, key)!r} is not accepted; give {accepted}")
+
+
+GELU_FORMS = ("none", "tanh", "sigmoid")
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 # --------------------------------------------------------------------------- activations
@@ -71,11 +96,7 @@ class SquaredReLU(nn.Module):
 def _gelu(cfg: FFNConfig) -> nn.Module:
     if cfg.gelu_approximate == "sigmoid":
         return GELUSigmoid()
-    if cfg.gelu_approximate in ("none", "tanh"):
-        return nn.GELU(approximate=cfg.gelu_approximate)
-    raise ConfigError(
-        f"ffn.gelu_approximate={cfg.gelu_approximate!r} is not accepted; use one of: none, tanh, sigmoid"
-    )
+    return nn.GELU(approximate=cfg.gelu_approximate)  # none | tanh (FFNConfig checks it)
 
 
 @dataclass(frozen=True)
@@ -132,8 +153,6 @@ def n_input_matrices(cfg: FFNConfig) -> int:
     """How many d×h matrices feed the hidden layer: 1 plain, 2 gated (gate, up), k maxout."""
     kind = get_variant(cfg.name).kind
     if kind == "maxout":
-        if cfg.pieces < 2:
-            raise ConfigError(f"ffn.pieces={cfg.pieces} is not accepted for maxout; use an integer >= 2")
         return cfg.pieces
     return 2 if kind == "gated" else 1
 
@@ -146,10 +165,6 @@ def solve_ffn_hidden(cfg: FFNConfig, d_model: int) -> int:
     multiple_of: plain 2·d·h, gated 3·d·h (d=768: 3072 -> 2048, the paper's setting), maxout (k+1)·d·h.
     `match: none` keeps the budget width for every variant (equal width, unequal parameters).
     """
-    if cfg.match not in ("params", "none"):
-        raise ConfigError(f"ffn.match={cfg.match!r} is not accepted; use 'params' or 'none'")
-    if cfg.multiple_of < 1:
-        raise ConfigError(f"ffn.multiple_of={cfg.multiple_of} must be a positive integer")
     budget_width = cfg.budget_mult * d_model
     if cfg.match == "none":
         exact = budget_width

@@ -31,9 +31,10 @@ class OptimConfig:
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"optim.schedule={self.schedule!r} is not accepted; use one of {', '.join(SCHEDULES)}")
-        if not math.isfinite(self.lr) or self.lr <= 0 or self.warmup_steps < 0:
-            raise ConfigError(f"optim.lr={self.lr} must be a finite number > 0 and optim.warmup_steps="
-                              f"{self.warmup_steps} an integer >= 0")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"optim.lr={self.lr} is not accepted; give a finite number > 0")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps={self.warmup_steps} is not accepted; give an integer >= 0")
 
 
 def lr_multiplier(step: int, cfg: OptimConfig, max_steps: int) -> float:
