@@ -72,9 +72,9 @@ if __name__ == "__main__":
     except ConfigError as refused:
         print(f"error: {refused}", file=sys.stderr)
         sys.exit(1)
-    bad_location = locations.check(sys.argv[1:])
-    if bad_location:
-        print(f"error: {bad_location}", file=sys.stderr)
+    problem = locations.check(sys.argv[1:]) or sweep.unswept_study(sys.argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         sys.exit(1)
     main()
     if sweep.failed_points:

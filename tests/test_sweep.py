@@ -201,3 +201,21 @@ def test_a_lock_whose_process_is_gone_is_taken_over(compose_tiny, tmp_path):
     (run_dir / ".lock").write_text(json.dumps(dead))
     run(compose_tiny(run_dir, "ffn=relu"))
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"
+
+
+def test_a_sweep_experiment_without_m_is_one_line_and_runs_nothing(tmp_path):
+    """Issue 23.6: `python train.py experiment=<a sweep>` silently ran one point. It now says so and how to run it;
+    a command that pins every swept key runs that one point on purpose."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from ffnlab.sweep import unswept_study
+
+    done = subprocess.run([sys.executable, "train.py", "experiment=glu_variants_quick",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and not (tmp_path / "run").exists()
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is a sweep over ffn, seed: run it with -m" in lines[0], done.stderr
+    assert unswept_study(["experiment=glu_variants_quick", "ffn=relu", "seed=0"]) is None
+    assert unswept_study(["-m", "experiment=glu_variants_quick"]) is None

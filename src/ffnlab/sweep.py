@@ -76,3 +76,26 @@ class SweepOutcome(Callback):
         failed_points.extend(failed)
         if failed:
             log.error("%d of %d point(s) failed:\n  %s", len(failed), n_points, "\n  ".join(failed))
+
+
+def unswept_study(argv: list[str]) -> str | None:
+    """One line when `python train.py experiment=<a sweep>` is run without -m: Hydra would silently run a single
+    point (the first value of nothing: the config's defaults) of a study that sweeps. None when -m is given, no
+    experiment is named, the command pins every swept key itself (one point of the study, on purpose), or the
+    command does not compose (Hydra then says why, as usual)."""
+    if any(a in ("-m", "--multirun") for a in argv) or not any(a.startswith("experiment=") for a in argv):
+        return None
+    from ffnlab.compose import compose_config
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        swept = compose_config(overrides, with_hydra=True).hydra.sweeper.params or {}
+    except Exception:  # noqa: BLE001 - a command that does not compose is Hydra's to report
+        return None
+    given = {a.partition("=")[0].lstrip("+~") for a in overrides}
+    unpinned = [key for key in swept if key not in given]
+    if not unpinned:
+        return None
+    experiment = next(a for a in argv if a.startswith("experiment="))
+    return (f"{experiment} is a sweep over {', '.join(unpinned)}: run it with -m (python train.py -m {experiment} "
+            f"...), or pin {', '.join(unpinned)} on the command line to run one point")
