@@ -203,7 +203,8 @@ def _read_yaml(path: Path) -> dict | None:
 #
 # The setting is everything that defines a comparison: the report pools runs only when their settings are equal, and
 # calls two runs of one (setting, variant, lr, seed) a duplicate. It is derived, not listed: the identity config
-# (what the run computes, above) minus the two lists below; so a key added to the config later is in the setting
+# (what the run computes, above) minus the lists below (study axes, setting bookkeeping, and with a fixed global
+# batch the hardware's split of it); so a key added to the config later is in the setting
 # unless it is put on a list, and tests/test_identity.py fails for a key that is on neither side.
 
 # What varies inside a study: the report compares runs across these, never pools over them. `ffn` is the variant and
