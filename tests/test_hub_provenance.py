@@ -2,7 +2,8 @@
 data identity, the token store's key and manifest, and every run record, so stores prepared from two commits are
 never pooled. The hub is not reachable here: a local HF hub cache shaped like huggingface_hub's (datasets--org--name/
 refs/<ref>, snapshots/<sha>/...) holds two snapshots, and the rows are served from the snapshot the data module asks
-for (datasets cannot stream a hand-made hub cache offline)."""
+for. `datasets` itself cannot stream from it offline: under HF_HUB_OFFLINE its load_dataset raises before reading the
+hub cache and falls back only to its own prepared Arrow cache (datasets/load.py, dataset_module_factory)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_SETTINGS
 from ffnlab import corpus
 from ffnlab.data import TextDataModule, data_identity
 from ffnlab.errors import DataConfigError
@@ -35,8 +37,9 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
-    def documents(source: corpus.RowSource):  # what datasets would stream from the asked commit's snapshot
-        rows = (repo / "snapshots" / source.revision / "data" / "train.jsonl").read_text().splitlines()
+    def documents(source: corpus.RowSource):  # what datasets streams: the asked commit, or where main is now
+        sha = source.revision or (repo / "refs" / "main").read_text()
+        rows = (repo / "snapshots" / sha / "data" / "train.jsonl").read_text().splitlines()
         yield from (json.loads(row)["text"] for row in rows)
 
     monkeypatch.setattr(corpus.RowSource, "documents", documents)
@@ -48,19 +51,34 @@ def datamodule(tmp_path: Path, revision: str | None) -> TextDataModule:
                           batch_size=2, cache_dir=str(tmp_path / "cache"))
 
 
+def manifest(dm: TextDataModule) -> dict:
+    return json.loads((dm.cache_path / "index.json").read_text())
+
+
 def test_the_resolved_commit_is_in_the_identity_the_store_and_its_manifest(hub_cache, tmp_path):
     main, old = datamodule(tmp_path, None), datamodule(tmp_path, OLD)
     for dm, sha in ((main, NEW), (old, OLD)):
         dm.prepare_data()
-        assert dm.hub_source()["resolved_revision"] == sha
-        index = json.loads((dm.cache_path / "index.json").read_text())
-        assert index["source"] == {"hub_path": "org/tiny", "hub_name": None, "revision": dm.revision,
-                                   "resolved_revision": sha}
+        assert manifest(dm)["source"] == {"hub_path": "org/tiny", "hub_name": None, "revision": dm.revision,
+                                          "resolved_revision": sha}
     assert main.data_hash != old.data_hash  # two commits, two stores: never pooled
     assert main.tokens_per_split != old.tokens_per_split  # and each read its own commit's text
     asked = {"hub_path": "org/tiny", "hub_name": None, "cache_dir": str(tmp_path / "cache")}
     assert data_identity(asked | {"revision": None})["resolved_revision"] == NEW  # what a run record holds
     assert data_identity(asked | {"revision": "aaaaaaa"})["resolved_revision"] == OLD  # a short sha
+
+
+def test_main_moved_between_two_preparations_gives_two_stores(hub_cache, tmp_path):
+    """The same config (revision null) before and after the hub's main moved: two commits, two entries."""
+    before = datamodule(tmp_path, None)
+    before.prepare_data()
+    (hub_cache / "refs" / "main").write_text(OLD)
+    after = datamodule(tmp_path, None)
+    after.prepare_data()
+    assert after.data_hash != before.data_hash and not after.cache_hit
+    assert (manifest(before)["source"]["resolved_revision"], manifest(after)["source"]["resolved_revision"]) == (
+        NEW, OLD)
+    assert after.tokens_per_split != before.tokens_per_split
 
 
 def test_a_moved_ref_is_another_identity(hub_cache, tmp_path):
@@ -70,6 +88,12 @@ def test_a_moved_ref_is_another_identity(hub_cache, tmp_path):
     assert data_identity(asked) != before
 
 
+def test_a_ref_is_taken_before_a_sha_that_starts_with_its_name(hub_cache, tmp_path):
+    """A tag `bbbb` names OLD, while NEW's sha also starts with `bbbb`: git's rule, the ref wins."""
+    (hub_cache / "refs" / "bbbb").write_text(OLD)
+    assert corpus.cached_hub_revision("org/tiny", "bbbb") == OLD
+
+
 def test_offline_without_a_snapshot_a_prepared_store_names_the_commit_or_one_line(hub_cache, tmp_path):
     import shutil
 
@@ -77,5 +101,37 @@ def test_offline_without_a_snapshot_a_prepared_store_names_the_commit_or_one_lin
     shutil.rmtree(hub_cache)  # the cache is gone (streaming leaves none): the prepared store still says which commit
     asked = {"hub_path": "org/tiny", "hub_name": None, "revision": None, "cache_dir": str(tmp_path / "cache")}
     assert data_identity(asked)["resolved_revision"] == NEW
-    with pytest.raises(DataConfigError, match="cannot tell which commit data.revision=None names.*pin data.revision"):
+    with pytest.raises(DataConfigError, match="cannot tell which commit data.revision=null names.*pin data.revision"):
         data_identity(asked | {"cache_dir": str(tmp_path / "empty")})
+
+
+def test_a_revision_the_hub_does_not_have_is_said_as_such(hub_cache, monkeypatch):
+    """Online, the hub's own "no such revision" is the error, not a fall back to the cache (reviewed-not-run path,
+    here with the hub's answer faked)."""
+    import httpx2
+    import huggingface_hub
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    def no_such_revision(self, repo_id, *, revision=None, **_):
+        raise RevisionNotFoundError("404", response=httpx2.Response(404, request=httpx2.Request("GET", "https://hub")))
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", no_such_revision)
+    with pytest.raises(DataConfigError, match="org/tiny: the hub has no revision 'v9'.*data.revision"):
+        corpus.resolve_hub_revision("org/tiny", "v9")
+
+
+def test_a_run_records_the_commit_it_was_trained_on(hub_cache, tmp_path):
+    """metrics.json's data_identity (the run's identity) and setting.data_hash name the commit read."""
+    from ffnlab.compose import compose_config
+    from ffnlab.record import read_metrics
+    from ffnlab.train import run
+
+    tiny = [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in TINY_SETTINGS.items()]
+    cfg = compose_config(["data=wikitext2", "data.hub_path=org/tiny", "data.hub_name=null", "data.tokenizer=char",
+                          f"paths.cache_dir={tmp_path / 'cache'}", f"paths.output_dir={tmp_path / 'run'}", *tiny])
+    run(cfg)
+    record = read_metrics(tmp_path / "run")
+    assert record["status"] == "finished"
+    assert record["data_identity"]["resolved_revision"] == NEW
+    assert record["setting"]["data_hash"] == datamodule(tmp_path, None).data_hash != datamodule(tmp_path, OLD).data_hash

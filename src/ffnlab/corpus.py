@@ -215,17 +215,24 @@ def resolve_hub_revision(hub_path: str, revision: str | None) -> str | None:
 
     if not constants.HF_HUB_OFFLINE:
         from huggingface_hub import HfApi
+        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
         try:
             return HfApi().dataset_info(hub_path, revision=revision).sha
-        except Exception:  # noqa: BLE001 - unreachable, offline or unknown: the local cache may still say
+        except (RepositoryNotFoundError, RevisionNotFoundError) as error:  # the hub answered: a cache cannot overrule
+            what = (f"revision {revision or 'main'!r}" if isinstance(error, RevisionNotFoundError) else
+                    "such dataset (or it is gated or private: log in with `hf auth login`)")
+            raise DataConfigError(f"Hub dataset {hub_path}: the hub has no {what}; check data.hub_path and "
+                                  "data.revision") from None
+        except Exception:  # noqa: BLE001 - unreachable or offline: the local cache may still say
             pass
     return cached_hub_revision(hub_path, revision)
 
 
 def cached_hub_revision(hub_path: str, revision: str | None) -> str | None:
     """The sha of the snapshot of dataset `hub_path` whose ref is `revision` (null: main) in the local HF hub cache,
-    or whose sha starts with it; None when the cache holds none."""
+    else of the one snapshot whose sha starts with it (git's order: a ref wins over a short sha); None when the
+    cache holds none."""
     from huggingface_hub import constants, scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
@@ -233,13 +240,13 @@ def cached_hub_revision(hub_path: str, revision: str | None) -> str | None:
         repos = scan_cache_dir(constants.HF_HUB_CACHE).repos
     except (CacheNotFound, OSError):
         return None
-    wanted = revision or "main"
-    for repo in repos:
-        if repo.repo_id == hub_path and repo.repo_type == "dataset":
-            for snapshot in repo.revisions:
-                if wanted in snapshot.refs or (revision and snapshot.commit_hash.startswith(revision)):
-                    return snapshot.commit_hash
-    return None
+    snapshots = [snapshot for repo in repos if repo.repo_id == hub_path and repo.repo_type == "dataset"
+                 for snapshot in repo.revisions]
+    by_ref = [s.commit_hash for s in snapshots if (revision or "main") in s.refs]
+    by_prefix = [s.commit_hash for s in snapshots if revision and s.commit_hash.startswith(revision)]
+    if by_ref:
+        return by_ref[0]
+    return by_prefix[0] if len(by_prefix) == 1 else None  # two snapshots that share the short sha: ambiguous
 
 
 def row_pieces(documents: Iterator[str], separator: str) -> Iterator[str | None]:

@@ -103,8 +103,8 @@ def hub_revision(asked: dict, cache_dir: str | None) -> str:
     found = f"token stores were prepared from {len(prepared)} commits of it ({', '.join(prepared)})" if prepared else (
         "it is not in the HF hub cache and no token store here was prepared from it")
     raise DataConfigError(
-        f"Hub dataset {name}: cannot tell which commit data.revision={asked['revision']} names (offline, or the hub "
-        f"is unreachable, and {found}); pin data.revision=<commit sha>, prepare it where the hub is reachable "
+        f"Hub dataset {name}: cannot tell which commit data.revision={asked['revision'] or 'null'} names (offline, or "
+        f"the hub is unreachable, and {found}); pin data.revision=<commit sha>, prepare it where the hub is reachable "
         "(scripts/prepare_data.py), or train on local files: data=text_files, data=tinyshakespeare"
     )
 
