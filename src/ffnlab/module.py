@@ -140,5 +140,6 @@ class LanguageModel(L.LightningModule):
         progress = checkpoint.get("ffnlab_progress", {})
         for key in PROGRESS:
             setattr(self, key, progress.get(key, 0))
-        names = {eager_name(k): k for k in self.state_dict()}
-        checkpoint["state_dict"] = {names.get(eager_name(k), k): v for k, v in checkpoint["state_dict"].items()}
+        if "state_dict" in checkpoint:  # under trainer=fsdp Lightning's loader has loaded the weights and removed them
+            names = {eager_name(k): k for k in self.state_dict()}
+            checkpoint["state_dict"] = {names.get(eager_name(k), k): v for k, v in checkpoint["state_dict"].items()}
