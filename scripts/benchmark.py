@@ -6,8 +6,10 @@ process so machine noise hits every contender alike; then where a real train.py 
     python scripts/benchmark.py model.d_model=256 model.n_heads=4 model.seq_len=256 model.vocab_size=4096 \\
         model.tie_embeddings=false data.batch_size=8 ffn.multiple_of=16 --variants swiglu,geglu,reglu --no-run
 
-With --compile, ffnlab and HF are timed a second time with the model under torch.compile (train.py's
-torch_compile=true: the optimizer stays eager), compiled against compiled, and each compilation is timed apart.
+With --compile, or when the config compiles (torch_compile=true, as experiment=glu_variants), ffnlab and HF are
+timed a second time with each block under torch.compile (train.py's torch_compile=true: the optimizer stays eager),
+compiled against compiled, and each compilation is timed apart. With a known peak (a GPU, or peak_flops=...) it
+prints each row's MFU and marks the one measured at the config's compile setting for scripts/params.py --mfu.
 
 Overrides are train.py's (Hydra). Per variant it reports tokens/s of ffnlab's training step and of HF
 `LlamaForCausalLM` at the same shapes and weights (SwiGLU, GEGLU, ReGLU: the variants its MLP can express; needs
@@ -96,7 +98,7 @@ def build_contenders(args, overrides: list[str]):
         stats = model_stats(model_cfg, ffn_cfg)
         batch = int(cfg.data.batch_size)
         amp = lambda: autocast(cfg, device)  # noqa: E731
-        for mode in modes(args):
+        for mode in modes(args, cfg):
             compiled = mode == COMPILED
             steps[f"ffnlab {name}{mode}"] = under(
                 amp, contenders.ffnlab_step(model_cfg, ffn_cfg, optim, batch, device, compiled))
@@ -115,8 +117,9 @@ def build_contenders(args, overrides: list[str]):
 COMPILED = " compiled"  # the suffix of a compiled contender's name
 
 
-def modes(args) -> tuple[str, ...]:
-    return ("", COMPILED) if args.compile else ("",)
+def modes(args, cfg) -> tuple[str, ...]:
+    """Eager always; compiled too with --compile or when the config compiles, so the step its runs take is timed."""
+    return ("", COMPILED) if args.compile or cfg.torch_compile else ("",)
 
 
 def compile_seconds(steps: dict) -> dict[str, float]:
@@ -141,7 +144,7 @@ def hf_variants() -> tuple[str, ...]:
     return tuple(HIDDEN_ACT)
 
 
-def step_figures(args, steps, kernels, facts, device) -> tuple[list[dict], dict]:
+def step_figures(args, cfg, steps, kernels, facts, device) -> tuple[list[dict], dict]:
     unique = {k.name: k for ks in kernels.values() for k in ks}  # variants share most kernels: time each once
     compiling = compile_seconds(steps)
     timed = timing.interleaved({**steps, **{f"kernel {n}": k.run for n, k in unique.items()}},
@@ -150,14 +153,14 @@ def step_figures(args, steps, kernels, facts, device) -> tuple[list[dict], dict]
     for name, ks in kernels.items():
         floor = [sum(k.count * timed[f"kernel {k.name}"][r] for k in ks) for r in range(args.rounds)]
         tokens = facts[name]["tokens_per_step"]
-        for mode in modes(args):
+        for mode in modes(args, cfg):
             ours = timed[f"ffnlab {name}{mode}"]
             flop_per_s = facts[name]["flops_per_token"] * tokens / timing.median(ours)
             peak = facts[name]["peak_flops"]
             row = {"ffn": name, "compiled": mode == COMPILED, **facts[name],
                    "ffnlab_tokens_per_s": tokens / timing.median(ours),
                    "ffnlab_gflop_per_s": flop_per_s / 1e9,
-                   # what scripts/params.py --mfu takes, measured in this mode (eager, or compiled per block)
+                   # measured in this mode; scripts/params.py --mfu takes the one of the config's torch_compile
                    "ffnlab_mfu": flop_per_s / peak if peak else None,
                    "floor_tokens_per_s": tokens / timing.median(floor),
                    "ffnlab_of_floor": timing.paired_ratio(floor, ours)}
@@ -186,7 +189,9 @@ def train_py_figures(args, overrides: list[str], device) -> dict:
     apply_threads(cfg)
     model_cfg, ffn_cfg = model_config(cfg), to_dataclass(FFNConfig, cfg.ffn)
     raw = contenders.ffnlab_step(model_cfg, ffn_cfg, to_dataclass(OptimConfig, cfg.optim), int(cfg.data.batch_size),
-                                 device)
+                                 device, compiled=bool(cfg.torch_compile))  # the step the run takes
+    if cfg.torch_compile:
+        raw()  # compiles it, untimed
     tokens = int(cfg.data.batch_size) * model_cfg.seq_len
     before = timing.interleaved({"raw": raw}, rounds=args.rounds, steps=args.steps, warmup=args.warmup, device=device)
     record = runpath.train_py_run(cfg.copy())
@@ -229,8 +234,9 @@ def print_tables(result: dict) -> None:
     for r in result["variants"]:
         if r.get("ffnlab_mfu") is not None:
             label = f"{r['ffn']} (compiled)" if r["compiled"] else r["ffn"]
-            print(f"{label}: MFU {r['ffnlab_mfu']:.1%} of {r['peak_flops'] / 1e12:,.1f} TFLOP/s "
-                  f"(scripts/params.py --mfu {r['ffnlab_mfu']:.3f})")
+            costs = r["compiled"] == result["torch_compile"]  # the row measured as the config's runs train
+            print(f"{label}: MFU {r['ffnlab_mfu']:.1%} of {r['peak_flops'] / 1e12:,.1f} TFLOP/s"
+                  + (f" (scripts/params.py --mfu {r['ffnlab_mfu']:.3f})" if costs else ""))
     for r in result["variants"]:
         if r["compiled"]:
             against = (f"; {fmt_ratio(r['ffnlab_over_eager_hf'])}x eager HF" if "ffnlab_over_eager_hf" in r
@@ -260,7 +266,7 @@ def main(argv: list[str]) -> int:
     except ConfigError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
-    rows, breakdown = step_figures(args, steps, kernels, facts, device)
+    rows, breakdown = step_figures(args, cfg, steps, kernels, facts, device)
     result = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "command": "python scripts/benchmark.py " + " ".join(argv),
@@ -269,7 +275,7 @@ def main(argv: list[str]) -> int:
                  f"{'tied' if model_cfg.tie_embeddings else 'untied'}, {cfg.trainer.precision}",
         "cpu_threads": torch.get_num_threads(),
         "stack": f"torch {torch.__version__}, {platform.processor() or platform.machine()}",
-        "rounds": args.rounds, "steps_per_round": args.steps,
+        "rounds": args.rounds, "steps_per_round": args.steps, "torch_compile": bool(cfg.torch_compile),
         "variants": rows, "floor_breakdown": breakdown,
     }
     if not args.no_run:

@@ -19,6 +19,7 @@ from ffnlab.errors import ConfigError, one_line
 from ffnlab.ffn import VARIANTS, FFNConfig
 from ffnlab.hardware import bf16_peak
 from ffnlab.sizes import STAT_KEYS, model_stats
+from ffnlab.validate import validate
 
 
 def main(argv: list[str]) -> int:
@@ -33,6 +34,7 @@ def main(argv: list[str]) -> int:
         rows = []
         for name in VARIANTS:
             cfg = compose_config([*args.overrides, f"ffn={name}"])
+            validate(cfg)  # every key, as train.py checks it, before the vocabulary is read from the data
             stats = model_stats(model_config(cfg), to_dataclass(FFNConfig, cfg.ffn))
             rows.append({"ffn": name, **stats})
     except (ConfigError, HydraException, OmegaConfBaseException) as error:  # one line, as train.py says it
@@ -57,10 +59,12 @@ def main(argv: list[str]) -> int:
 
 # Dense bf16 peaks from ffnlab.hardware (the vendors' data sheets, no sparsity).
 PEAK_TFLOPS = {gpu: bf16_peak(gpu)[1] / 1e12 for gpu in ("H100", "A100")}
-# The MFU a study is costed at, by the config's torch_compile (blocks compiled: ffnlab.model.compile_blocks).
-# Assumptions, not measurements (no GPU here): scripts/benchmark.py with the same overrides (and --compile when the
-# config compiles) measures the real figure on the cluster's GPU ("ffnlab_mfu"), and --mfu takes it.
-ASSUMED_MFU = {True: 0.40, False: 0.30}
+# The MFU a study is costed at without --mfu, by the config's torch_compile (ffnlab.model.compile_blocks), the
+# setting scripts/benchmark.py measures it at: with the same overrides on the cluster's GPU it prints the MFU to pass
+# as --mfu. Until ffnlab has such a measurement (no GPU here), the figures are torchtitan's for FSDP2 bf16 training
+# of Llama 3.1 8B on 8 and 128 H100s (docs/performance.md, torchtitan 9dec370, 2024-12): "33% to 39% MFU", eager
+# to compiled as its Table 1 orders them (6,667 tokens/s compiled against 5,762 eager, 1.16x).
+ASSUMED_MFU = {True: 0.39, False: 0.33}
 
 
 def study_cost(overrides: list[str], mfu: float | None = None) -> dict:
@@ -82,21 +86,23 @@ def study_cost(overrides: list[str], mfu: float | None = None) -> dict:
         runs.append({"point": " ".join(point), "ffn": cfg.ffn.name, "steps": int(cfg.trainer.max_steps),
                      "tokens": tokens, "training_flops": flops,
                      "flops": flops})
-    if mfu is None:  # a sweep over torch_compile is costed at the lower assumption
+    assumed = mfu is None
+    if assumed:  # a sweep over torch_compile is costed at the lower assumption
         mfu = min(ASSUMED_MFU[c] for c in compiled)
     for run in runs:
         flops = run.pop("flops")
         run |= {f"gpu_hours_{gpu}": flops / (mfu * peak * 1e12) / 3600 for gpu, peak in PEAK_TFLOPS.items()}
     total = {key: sum(run[key] for run in runs) for key in ("tokens", "training_flops", *(f"gpu_hours_{g}" for g in
                                                                                          PEAK_TFLOPS))}
-    return {"mfu": mfu, "torch_compile": sorted(compiled), "peak_tflops": PEAK_TFLOPS, "runs": runs, "total": total,
-            "n_runs": len(runs)}
+    return {"mfu": mfu, "mfu_assumed": assumed, "torch_compile": sorted(compiled), "peak_tflops": PEAK_TFLOPS,
+            "runs": runs, "total": total, "n_runs": len(runs)}
 
 
 def print_cost(cost: dict) -> None:
     compile_text = "/".join(str(c).lower() for c in cost["torch_compile"])
-    print(f"\n{cost['n_runs']} run(s), torch_compile={compile_text}; GPU-hours at {cost['mfu']:.0%} MFU of one GPU's "
-          "dense bf16 peak "
+    source = "--mfu" if not cost["mfu_assumed"] else "assumed: ASSUMED_MFU; measure it with scripts/benchmark.py"
+    print(f"\n{cost['n_runs']} run(s), torch_compile={compile_text}; GPU-hours at {cost['mfu']:.0%} MFU ({source}) of "
+          "one GPU's dense bf16 peak "
           f"({', '.join(f'{g} {p:.0f} TFLOP/s' for g, p in cost['peak_tflops'].items())}); evaluation not counted")
     gpus = list(cost["peak_tflops"])
     print(f"{'ffn':<12}{'steps':>8}{'tokens':>18}{'training FLOPs':>18}" + "".join(f"{g + ' h':>12}" for g in gpus))

@@ -9,20 +9,22 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from ffnlab.threads import apply_threads
+from ffnlab.threads import apply_threads, default_threads
 import torch
 
 from ffnlab import record
+from ffnlab.checkpoint import LastCheckpoint
 from ffnlab.config import MAX_NAME_BYTES, run_dir_name
 from ffnlab.ffn import FFNConfig, variant_label
 from ffnlab.optim import OptimConfig, decay_groups, lr_multiplier
 from ffnlab.record import RESULTS_FORMAT, RunIdentityError, config_hash
-from ffnlab.train import run
+from ffnlab.train import run, set_aside
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -222,18 +224,27 @@ def test_runs_differing_only_in_data_sampling_are_two_groups_and_no_duplicate(co
     assert {run_.setting["data.sampling"] for run_ in runs} == {"random", "no_repeat"}
 
 
-def test_validation_cadence_counts_optimizer_steps_under_accumulation(compose_tiny, tmp_path):
-    """trainer.val_check_interval is in optimizer steps: 4 micro-batches a step, validations after steps 2, 4, 6
-    (issue 22.6: Lightning counted micro-batches and validated twice per optimizer step). Lightning's `step` column
-    holds the 0-based index of the step a row follows, so they are rows 1, 3, 5, as without accumulation (the
-    committed studies' validations after step 50 are rows 49)."""
+def test_cadences_count_optimizer_steps_under_accumulation(compose_tiny, tmp_path, monkeypatch):
+    """trainer.val_check_interval, checkpoint.every_n_steps (${trainer.val_check_interval} by default) and
+    trainer.log_every_n_steps are in optimizer steps: 4 micro-batches a step, validations, checkpoints and training
+    rows after steps 2, 4, 6 (issue 22.6: Lightning counted micro-batches for validation, and validated twice per
+    optimizer step; it counts optimizer steps for logging). Lightning's `step` column holds the 0-based index of the
+    step a row follows, so they are rows 1, 3, 5, as without accumulation (the committed studies' validations after
+    step 50 are rows 49)."""
+    saved_at, write = [], LastCheckpoint._write
+
+    def write_and_note_the_step(self, trainer, tmp):
+        saved_at.append(trainer.global_step)
+        write(self, trainer, tmp)
+
+    monkeypatch.setattr(LastCheckpoint, "_write", write_and_note_the_step)
     run(compose_tiny(tmp_path / "run", "ffn=relu", "+trainer.accumulate_grad_batches=4", "trainer.max_steps=6",
-                     "trainer.val_check_interval=2"))
+                     "trainer.val_check_interval=2", "trainer.log_every_n_steps=2"))
     with open(tmp_path / "run" / "csv" / "metrics.csv") as f:
-        validated = [int(r["step"]) for r in csv.DictReader(f) if r.get("val/loss")]
-    assert validated == [1, 3, 5]
-    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert checkpoint["global_step"] == 6
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows if r.get("val/loss")] == [1, 3, 5]
+    assert [int(r["step"]) for r in rows if r.get("train/loss")] == [1, 3, 5]
+    assert saved_at == [2, 4, 6]
 
 
 # ------------------------------------------------------------------------------------ 5: run dir names
@@ -288,17 +299,45 @@ def test_a_rerun_leaves_exactly_one_newest_last_ckpt(how, copy, compose_tiny):
     assert checkpoint["global_step"] == 4  # this run's, not the 6-step one before it
 
 
-def test_a_checkpoint_that_cannot_be_continued_is_moved_aside_not_deleted(copy, compose_tiny, caplog):
-    """An unfinished run re-run with another config starts from step 0; its checkpoint is compute: kept in
-    checkpoints.stale-<time>/, and one line says so (issue 22.9: it was deleted)."""
+@pytest.mark.parametrize("change", ["another key", "another thread count"])
+def test_a_checkpoint_that_cannot_be_continued_is_moved_aside_not_deleted(change, copy, compose_tiny, caplog,
+                                                                          monkeypatch):
+    """An unfinished run re-run with another config (a changed key, or the issue's case: another thread count, which
+    moves CPU float results) starts from step 0; its checkpoint is compute: kept in checkpoints.stale-<time>/, one line
+    says so, and the report does not take that dir for a run (issue 22.9: it was deleted)."""
+    from ffnlab.report.records import find_run_dirs
+
     (copy / "metrics.json").write_text(json.dumps(read_metrics(copy) | {"status": "running"}))
     before = (copy / "checkpoints" / "last.ckpt").read_bytes()
-    with caplog.at_level("WARNING", logger="ffnlab"):
-        run(compose_tiny(copy, "ffn=relu", "trainer.gradient_clip_val=0.5"))
+    threads = default_threads()
+    override, difference = {
+        "another key": ("trainer.gradient_clip_val=0.5", "trainer.gradient_clip_val: 1.0 -> 0.5"),
+        "another thread count": (f"cpu_threads={threads + 1}", f"cpu_threads: {threads} -> {threads + 1}"),
+    }[change]
+    monkeypatch.setenv("OMP_NUM_THREADS", str(threads))  # apply_threads sets it; restored after the test
+    try:
+        with caplog.at_level("WARNING", logger="ffnlab"):
+            run(compose_tiny(copy, "ffn=relu", override))
+    finally:
+        torch.set_num_threads(threads)
     (stale,) = copy.glob("checkpoints.stale-*")
     assert (stale / "last.ckpt").read_bytes() == before
     said = [r.getMessage() for r in caplog.records if "checkpoints.stale-" in r.getMessage()]
-    assert len(said) == 1 and "trainer.gradient_clip_val: 1.0 -> 0.5" in said[0] and "step 0" in said[0]
+    assert len(said) == 1 and difference in said[0] and "step 0" in said[0], said
+    assert find_run_dirs(copy.parent) == [copy]
+
+
+def test_checkpoints_moved_aside_within_one_second_are_all_kept_in_order(tmp_path, monkeypatch):
+    """The stamp is to the second; a second move in that second must not overwrite or fail on the first."""
+    one_second = time.gmtime()
+    monkeypatch.setattr(time, "gmtime", lambda *_: one_second)
+    for attempt in (b"first", b"second", b"third"):
+        (tmp_path / "checkpoints").mkdir()
+        (tmp_path / "checkpoints" / "last.ckpt").write_bytes(attempt)
+        set_aside(tmp_path / "checkpoints")
+    kept = sorted(tmp_path.glob("checkpoints.stale-*"))
+    assert [(dir_ / "last.ckpt").read_bytes() for dir_ in kept] == [b"first", b"second", b"third"]
+    assert not (tmp_path / "checkpoints").exists()
 
 
 # ------------------------------------------------------------------ keys added to ffnlab after a run finished

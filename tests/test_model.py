@@ -71,15 +71,19 @@ def test_rope_matches_complex_rotation_and_preserves_norms():
     torch.testing.assert_close(rotated[..., 0, :], x[..., 0, :])  # position 0 is not turned
 
 
-def test_rope_rotates_in_fp32_whatever_the_dtype():
-    """Under bf16 autocast q and k arrive in bf16: the rotation is done in fp32 and rounded once at the end, and a
-    model cast to bf16 (precision=bf16-true) keeps its tables in fp32 (issue 22.8)."""
+def test_rope_rotates_in_fp32_under_bf16_autocast():
+    """Under bf16 autocast q and k come out of wqkv in bf16: they are rotated in fp32 and rounded once at the end,
+    so at every position the rotation is the fp32 one to bf16 rounding (rounding cos/sin to bf16 first turns far
+    positions by another angle). A model cast to bf16 (precision=bf16-true) keeps its tables in fp32 (issue 22.8)."""
     B, H, T, D = 1, 2, 2048, 64
     cos, sin = rope_tables(T, D, 10000.0)
-    x = torch.randn(B, H, T, D, generator=torch.Generator().manual_seed(0)).bfloat16()
-    rotated = apply_rope(x, cos, sin)
-    assert rotated.dtype == torch.bfloat16
-    assert torch.equal(rotated, apply_rope(x.float(), cos, sin).bfloat16())
+    attn = Attention(ModelConfig(d_model=H * D, n_heads=H, seq_len=T))
+    hidden = torch.randn(B, T, H * D, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q = attn.wqkv(hidden)[..., : H * D].view(B, T, H, D).transpose(1, 2)
+        rotated = apply_rope(q, cos, sin)
+    assert q.dtype == rotated.dtype == torch.bfloat16
+    assert torch.equal(rotated, apply_rope(q.float(), cos, sin).bfloat16())
     model = Transformer(ModelConfig(**(TINY | {"vocab_size": 64})), FFNConfig(name="swiglu")).to(torch.bfloat16)
     assert model.rope_cos.dtype == model.rope_sin.dtype == torch.float32
     assert model.embed.weight.dtype == torch.bfloat16
@@ -373,29 +377,53 @@ def test_fsdp_mixed_precision_computes_in_bf16_and_reduces_in_fp32(precision, pa
     from ffnlab.module import fsdp_mixed_precision
 
     policy = fsdp_mixed_precision(precision)
-    assert (policy.param_dtype, policy.reduce_dtype) == (param_dtype, reduce_dtype)
+    assert (policy.param_dtype, policy.reduce_dtype, policy.output_dtype) == (param_dtype, reduce_dtype, None)
+    assert not policy.cast_forward_inputs  # the blocks' inputs include the fp32 RoPE tables (next test)
 
 
-def test_compiled_blocks_keep_eager_names_in_checkpoints():
-    """Blocks compiled in place are named `blocks.<i>._orig_mod.`; a checkpoint holds the eager names, and loads
-    into a compiled or an eager model alike."""
-    from ffnlab.model import compile_blocks
+def test_fsdp_under_bf16_computes_blocks_in_bf16_with_fp32_rope_tables(tmp_path):
+    """LanguageModel.configure_model on a one-process gloo mesh shaped as ModelParallelStrategy's, at bf16-mixed:
+    the blocks are sharded and compute in bf16, their gradients come back in fp32 to fp32 shards, and the RoPE
+    tables, which the blocks take as inputs, reach attention in fp32 (FSDP2 casts a module's floating-point inputs
+    to param_dtype unless its policy says not to)."""
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor
+
     from ffnlab.module import LanguageModel
     from ffnlab.optim import OptimConfig
 
-    def module():
-        return LanguageModel(ModelConfig(**TINY), FFNConfig(name="swiglu"), OptimConfig(), seed=0, max_steps=1)
+    module = LanguageModel(ModelConfig(**TINY), FFNConfig(name="swiglu"), OptimConfig(), seed=0, max_steps=1)
+    module.trainer = SimpleNamespace(precision="bf16-mixed")  # all configure_model reads of the Trainer
+    seen = []
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        module._device_mesh = init_device_mesh("cpu", (1, 1), mesh_dim_names=("data_parallel", "tensor_parallel"))
+        module.configure_model()
+        module.model.blocks[0].attn.register_forward_pre_hook(lambda _, args: seen.append([a.dtype for a in args]))
+        loss_sum, _ = module.model(tokens(2, 16), tokens(2, 16, seed=1))
+        loss_sum.backward()
+    finally:
+        dist.destroy_process_group()
+    assert seen == [[torch.bfloat16, torch.float32, torch.float32]]  # x, cos, sin
+    weight = module.model.blocks[0].attn.wqkv.weight
+    assert isinstance(weight, DTensor) and weight.dtype == weight.grad.dtype == torch.float32
 
-    compiled, eager = module(), module()
-    compile_blocks(compiled.model)
-    compile_blocks(compiled.model)  # idempotent: configure_model runs again for validate and test
-    assert isinstance(compiled.model.blocks[0], torch._dynamo.eval_frame.OptimizedModule)
-    assert not isinstance(compiled.model.blocks[0]._orig_mod, torch._dynamo.eval_frame.OptimizedModule)
-    assert any("_orig_mod" in key for key in compiled.state_dict())
-    checkpoint = {"state_dict": compiled.state_dict()}
-    compiled.on_save_checkpoint(checkpoint)
-    assert set(checkpoint["state_dict"]) == set(eager.state_dict())
-    for target in (compiled, eager):
-        loading = {"state_dict": dict(checkpoint["state_dict"])}
-        target.on_load_checkpoint(loading)
-        target.load_state_dict(loading["state_dict"])
+
+def test_compiled_blocks_keep_their_eager_names():
+    """torch_compile compiles each block in its place, and every parameter keeps its eager name: name-keyed init,
+    the decay groups, checkpoints and Lightning's FSDP loader (which looks the model's own names up in the
+    checkpoint) see one set of names whether or not the run compiled. Compiling again (configure_model runs for
+    validate and test too) keeps the blocks' first compilation."""
+    from ffnlab.model import compile_blocks
+
+    compiled, eager = tiny(), tiny()
+    compile_blocks(compiled)
+    first = [block._compiled_call_impl for block in compiled.blocks]  # nn.Module.compile's compiled __call__
+    compile_blocks(compiled)
+    assert all(f is not None for f in first) and [b._compiled_call_impl for b in compiled.blocks] == first
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    assert [name for name, _ in compiled.named_parameters()] == [name for name, _ in eager.named_parameters()]
+    compiled.load_state_dict(eager.state_dict())  # strict: a checkpoint of either loads into the other

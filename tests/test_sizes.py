@@ -188,3 +188,26 @@ def test_the_optim_error_names_the_key_that_is_wrong(options, said):
     with pytest.raises(ConfigError) as error:
         OptimConfig(**options)
     assert str(error.value) == said
+
+
+def test_a_study_is_costed_at_the_mfu_its_compile_setting_is_benchmarked_at():
+    """experiment=glu_variants compiles its blocks: scripts/params.py costs it at the MFU assumed for a compiled run
+    (an eager one at the eager assumption), and scripts/benchmark.py times the compiled step for that config without
+    being asked, so the MFU it measures for --mfu is the one of the runs the study makes (issue 22.8)."""
+    from ffnlab.compose import compose_config
+
+    params = load_params_script()
+    spec = importlib.util.spec_from_file_location("ffnlab_benchmark_script", PARAMS_SCRIPT.with_name("benchmark.py"))
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    one_point = ["hydra.sweeper.params.ffn=swiglu", "hydra.sweeper.params.seed=0"]  # of the 24, costed alike
+    for torch_compile in (True, False):
+        overrides = ["experiment=glu_variants", f"torch_compile={str(torch_compile).lower()}"]
+        cost = params.study_cost([*overrides, *one_point])
+        assert (cost["mfu"], cost["mfu_assumed"], cost["torch_compile"]) == (
+            params.ASSUMED_MFU[torch_compile], True, [torch_compile])
+        timed = benchmark.modes(benchmark.parse([]), compose_config(overrides))
+        assert timed == (("", benchmark.COMPILED) if torch_compile else ("",))
+    measured = params.study_cost(["experiment=glu_variants", *one_point], mfu=0.25)
+    assert (measured["mfu"], measured["mfu_assumed"]) == (0.25, False)
+    assert params.ASSUMED_MFU[True] > params.ASSUMED_MFU[False]

@@ -32,11 +32,9 @@ def vocab_size_of(cfg: DictConfig) -> int:
 
 def model_config(cfg: DictConfig):
     """The run's ModelConfig, its vocabulary resolved without training (scripts: params.py, benchmark.py)."""
-    from omegaconf import OmegaConf
-
     from ffnlab.model import ModelConfig
 
-    return ModelConfig(**(OmegaConf.to_container(cfg.model, resolve=True) | {"vocab_size": vocab_size_of(cfg)}))
+    return config.to_dataclass(ModelConfig, cfg.model, vocab_size=vocab_size_of(cfg))
 
 
 def sweep_points(overrides: list[str] | tuple[str, ...] = ()) -> list[list[str]]:

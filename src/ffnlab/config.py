@@ -8,13 +8,16 @@ misspelt key or a wrongly typed value fails at composition, before any data is t
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from ffnlab.errors import ConfigError
 from ffnlab.ffn import FFNConfig
 from ffnlab.model import ModelConfig
 from ffnlab.optim import OptimConfig
@@ -81,6 +84,19 @@ def schema_defaults() -> dict:
     return found
 
 
-def to_dataclass(cls, node: DictConfig):
-    """Build a config dataclass from its (already schema-checked) group node."""
-    return cls(**OmegaConf.to_container(node, resolve=True))
+def check_keys(group: str, keys: Iterable[str], accepted: Sequence[str]) -> None:
+    """ConfigError for the first key of `group` that is not in `accepted`, naming the accepted ones, closest first
+    (a schema stops a misspelt key, but `+model.d_modle=8` adds one anyway, and untyped groups take anything)."""
+    for key in keys:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=3, cutoff=0.6)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            ordered = [*close, *(name for name in accepted if name not in close)]
+            raise ConfigError(f"{group}.{key} is not a key of {group}{hint}; accepted: {', '.join(ordered)}")
+
+
+def to_dataclass(cls, node: DictConfig, **fields):
+    """Build a config dataclass from its group node (plus `fields`), refusing a key the dataclass lacks."""
+    group = next((name for name, schema in SCHEMAS.items() if schema is cls), cls.__name__)
+    check_keys(group, node.keys(), [field.name for field in dataclasses.fields(cls)])
+    return cls(**(OmegaConf.to_container(node, resolve=True) | fields))

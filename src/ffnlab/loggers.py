@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import netrc
 import os
@@ -77,3 +78,20 @@ def wandb_logger(
     mode = resolve_wandb_mode(mode)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     return WandbLogger(project=project, group=group, name=name, tags=list(tags), save_dir=save_dir, mode=mode, **kwargs)
+
+
+SET_BY_FFNLAB = ("id", "resume", "experiment")  # a resumed run continues its wandb run (ffnlab.train passes these)
+
+
+def wandb_logger_keys() -> list[str]:
+    """The `logger.wandb` keys wandb_logger takes: its own arguments, then WandbLogger's and wandb.init's (where its
+    **kwargs end up), less those ffnlab sets itself."""
+    import wandb
+
+    keys: dict[str, None] = {}
+    for function in (wandb_logger, WandbLogger.__init__, wandb.init):
+        for parameter in inspect.signature(function).parameters.values():
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY) and parameter.name not in (
+                    "self", *SET_BY_FFNLAB):
+                keys[parameter.name] = None
+    return list(keys)

@@ -164,13 +164,15 @@ class Transformer(nn.Module):
 
 def compile_blocks(model: Transformer) -> None:
     """torch.compile each block in its place (torchtitan's pattern), before DDP or FSDP wraps the model: the blocks
-    share one shape, so one compilation serves them all, and the wrapper's gradient communication and FSDP's
-    per-block hooks stay outside the compiled code, overlapping the next block's compute (a whole model compiled
-    after wrapping sees one graph with the communication inside). Parameters are then named `blocks.<i>._orig_mod.`;
-    ffnlab.module saves checkpoints under the eager names."""
-    for i, block in enumerate(model.blocks):
-        if not isinstance(block, torch._dynamo.eval_frame.OptimizedModule):  # configure_model runs again for test
-            model.blocks[i] = torch.compile(block)
+    share one shape, so one compilation serves them all, and DDP's gradient buckets and FSDP's per-block all-gathers
+    stay outside the compiled code, free to overlap the next block's compute on a GPU (reviewed, not run); compiling
+    the wrapped whole model instead leaves the communication to dynamo's graph splitting. `nn.Module.compile`, not a
+    `torch.compile(block)` wrapper: parameters keep their eager names (no `_orig_mod.`), which Lightning's FSDP loader
+    needs to find them in a checkpoint, and FSDP2's hooks on a block still run eagerly (torch marks them
+    dynamo-disabled)."""
+    for block in model.blocks:
+        if block._compiled_call_impl is None:  # configure_model runs again for validate and test: compile once
+            block.compile()
 
 
 RESIDUAL_OUTPUTS = ("attn.wo.weight", "ffn.w_out.weight")

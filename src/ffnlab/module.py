@@ -21,14 +21,22 @@ def eager_name(key: str) -> str:
 
 def fsdp_mixed_precision(precision: str):
     """FSDP2's policy for a trainer precision. bf16 (bf16-mixed, bf16-true): parameters all-gathered and computed in
-    bf16, gradients reduced in fp32 (a sum over ranks in bf16 loses the small gradients), the fp32 sharded master
-    weights kept for the optimizer. Anything else: FSDP2's default (no casts). On a GPU, reviewed, not run; built
-    and tested on CPU."""
+    bf16, gradients reduced in fp32 (a sum over ranks in bf16 loses the small gradients). Under bf16-mixed the shards
+    stay fp32 master weights for AdamW; under bf16-true Lightning casts the shards themselves to bf16 after
+    configure_model, so only the reduction is fp32. Anything else: FSDP2's default (no casts).
+
+    Lightning's precision plugin stays on top of the policy. At bf16-mixed its autocast no longer casts the matmuls
+    (FSDP hands them bf16 weights and activations), but it still runs the ops on CUDA autocast's fp32 list (softplus,
+    exp, pow, softmax, ...) in fp32, as under trainer=ddp, so an FFN activation is computed at the same precision
+    whichever strategy trains the variant.
+    `cast_forward_inputs=False`: FSDP2 would cast every floating-point input of a sharded block to bf16, and the
+    blocks take the RoPE tables as inputs, which must stay fp32 (ffnlab.model.apply_rope); the activations are bf16
+    already, made by the bf16 embedding. On a GPU, reviewed, not run; built and tested on CPU."""
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
     if "bf16" in precision:
-        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-    return MixedPrecisionPolicy()
+        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False)
+    return MixedPrecisionPolicy(cast_forward_inputs=False)
 
 
 class LanguageModel(L.LightningModule):
@@ -135,11 +143,13 @@ class LanguageModel(L.LightningModule):
         checkpoint["state_dict"] = {eager_name(k): v for k, v in checkpoint["state_dict"].items()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """A resumed run counts the tokens and training time before the interruption too; the weights' eager names
-        are mapped onto this model's (`_orig_mod.` where a block or the model is compiled)."""
+        """A resumed run counts the tokens and training time before the interruption too; the weights' names are
+        mapped onto this model's whichever side holds torch.compile's `_orig_mod.` (a whole model compiled, as runs
+        before issue 22.8 did). Under trainer=fsdp no weights are left to map: Lightning's FSDP loader has loaded
+        them, by the model's own names (eager since blocks compile in place), and removed them."""
         progress = checkpoint.get("ffnlab_progress", {})
         for key in PROGRESS:
             setattr(self, key, progress.get(key, 0))
-        if "state_dict" in checkpoint:  # under trainer=fsdp Lightning's loader has loaded the weights and removed them
+        if "state_dict" in checkpoint:
             names = {eager_name(k): k for k in self.state_dict()}
             checkpoint["state_dict"] = {names.get(eager_name(k), k): v for k, v in checkpoint["state_dict"].items()}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -10,6 +13,21 @@ from ffnlab.ffn import FFNConfig
 from ffnlab.model import ModelConfig, Transformer
 from ffnlab.tokenizer import load_tokenizer_from_json
 
+ACCEPTED = ("sample.py reads a run's checkpoints/last.ckpt as ffnlab's training writes it (tensors, numbers and "
+            "strings: the weights, the config and the tokenizer)")
+
+
+def unreadable(path: Path, error: Exception) -> str:
+    """What a file torch.load(weights_only=True) refused is, in words that give no loading advice, and its cure."""
+    if isinstance(error, pickle.UnpicklingError) and str(error).startswith("Weights only load failed"):
+        return ("holds Python objects besides tensors and plain values (loading them would run code it names, "
+                f"so it is not loaded); {ACCEPTED}")
+    size = path.stat().st_size
+    kind = "a zip archive, as PyTorch writes, but not a readable one" if zipfile.is_zipfile(path) else (
+        "empty" if size == 0 else "not a PyTorch checkpoint file")
+    return (f"is damaged or not a checkpoint ({kind}, {size:,} bytes); {ACCEPTED}; re-run its training to rewrite a "
+            "damaged one (a resumed run continues from the previous good last.ckpt)")
+
 
 def load_checkpoint(path: str | Path) -> tuple[Transformer, object]:
     """(model in eval mode, tokenizer) from a `last.ckpt` written by ffnlab.train."""
@@ -17,13 +35,15 @@ def load_checkpoint(path: str | Path) -> tuple[Transformer, object]:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; runs keep theirs at <run dir>/checkpoints/last.ckpt")
     try:  # plain types only (issue 14): a checkpoint cannot run code when it is loaded
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol warning: a second line about a file we refuse
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - empty, truncated, not a checkpoint: one line naming the file
-        raise ValueError(f"{path} is damaged or not a checkpoint ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else 'no detail'}); re-run its training to "
-                         "rewrite it (a resumed run continues from the previous good last.ckpt)") from None
+        # torch's own message is not quoted: for a file holding objects it advises weights_only=False, i.e. running
+        # whatever code the file names (issue 23.12).
+        raise ValueError(f"{path} {unreadable(path, error)}") from None
     if not isinstance(checkpoint, dict) or "ffnlab_model_config" not in checkpoint:
-        raise ValueError(f"{path} is not an ffnlab checkpoint (it holds no ffnlab_model_config)")
+        raise ValueError(f"{path} is not an ffnlab checkpoint (it holds no ffnlab_model_config); {ACCEPTED}")
     model = Transformer(ModelConfig(**checkpoint["ffnlab_model_config"]), FFNConfig(**checkpoint["ffnlab_ffn_config"]))
     state = {
         key.removeprefix("model.").replace("_orig_mod.", ""): value

@@ -1,11 +1,15 @@
-"""Every untyped key ffnlab reads, checked before any work, each in one line naming the key, the bad value and what
-is accepted (issue 14). The ffn, model and optim groups are typed schemas (ffnlab.config) and check themselves; the
-data group and the trainer keys below are checked here, and the rest of the trainer group stays open (strategy
-objects and Lightning's own arguments go there).
+"""Every key ffnlab reads, checked before any work, each in one line naming the key, the bad value and what
+is accepted (issue 14). The ffn, model and optim groups are typed schemas (ffnlab.config) and check themselves, here,
+before the corpus is touched (issue 23.9: the model's checks waited for the tokenized corpus); the data group and the
+trainer keys below are checked here. A key that nothing reads (`+model.d_modle=8`, `+logger.wandb.projct=x`: issue
+23.7, 23.11) is named with the accepted ones, for the typed groups and for every group built from a `_target_` (data,
+trainer, each logger), whose accepted keys are its target's arguments; the trainer's values beyond those below stay
+open (strategy objects and Lightning's own arguments go there).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -76,14 +80,20 @@ CHECKS: dict[str, tuple[Callable, str]] = {
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first key whose value ffnlab cannot use (keys a config lacks are not checked);
-    the typed groups' own checks (their dataclasses' __post_init__) run here too, before any work."""
+    """Raise ConfigError for the first key that nothing reads or whose value ffnlab cannot use (keys a config lacks
+    are not checked); the typed groups' own checks (their dataclasses' __post_init__) run here too, before any work."""
     from ffnlab.config import to_dataclass
     from ffnlab.ffn import FFNConfig
+    from ffnlab.model import ModelConfig
     from ffnlab.optim import OptimConfig
 
     to_dataclass(FFNConfig, cfg.ffn)
     to_dataclass(OptimConfig, cfg.optim)
+    to_dataclass(ModelConfig, cfg.model)  # vocab_size null: the tokenizer's, known only once the corpus is read
+    for group in ("data", "trainer"):
+        if isinstance(cfg.get(group), DictConfig):
+            check_target_keys(group, cfg[group])
+    check_loggers(cfg.get("logger"))
     for key, (check, accepted) in CHECKS.items():
         value = OmegaConf.select(cfg, key, default="<absent>")
         if isinstance(value, str) and value == "<absent>":
@@ -91,3 +101,49 @@ def validate(cfg: DictConfig) -> None:
         if isinstance(value, DictConfig) or not check(OmegaConf.to_object(value) if OmegaConf.is_config(value)
                                                       else value):
             raise ConfigError(f"{key}={value!r} is not accepted; give {accepted}")
+
+
+HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")  # read by hydra.utils.instantiate
+
+
+def target_keys(target: str) -> list[str] | None:
+    """The keys a `_target_` takes: its arguments (the wandb logger's go on to wandb.init); None when it takes any."""
+    if target == "ffnlab.loggers.wandb_logger":
+        from ffnlab.loggers import wandb_logger_keys
+
+        return wandb_logger_keys()
+    from hydra.utils import get_object
+
+    try:
+        parameters = inspect.signature(get_object(target)).parameters.values()
+    except Exception:  # noqa: BLE001 - a target that cannot be found or read: instantiate says why, as before
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def check_target_keys(group: str, node: DictConfig) -> None:
+    from ffnlab.config import check_keys
+
+    target = node.get("_target_")
+    accepted = target_keys(target) if isinstance(target, str) else None
+    if accepted is not None:
+        check_keys(group, [key for key in node.keys() if key not in HYDRA_KEYS], accepted)
+
+
+def check_loggers(loggers) -> None:
+    """Each entry of the logger group is a chosen logger (`logger=wandb`) taking only its own keys: `+logger.wandb.x`
+    without `logger=wandb` makes an entry that is no logger at all."""
+    from ffnlab.config import CONF_DIR
+
+    if loggers is None:
+        return
+    choices = ", ".join(sorted(path.stem for path in (CONF_DIR / "logger").glob("*.yaml")))
+    if not isinstance(loggers, DictConfig):
+        raise ConfigError(f"logger={loggers!r} is not accepted; give null (the CSV history only) or one of {choices}")
+    for name, node in loggers.items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(f"logger.{name} is not a logger (it has no _target_); choose a logger with logger=<one "
+                              f"of {choices}> before setting its keys (logger=wandb +logger.wandb.notes=...)")
+        check_target_keys(f"logger.{name}", node)

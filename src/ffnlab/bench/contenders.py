@@ -64,9 +64,9 @@ def hf_step(model_cfg: ModelConfig, ffn_cfg: FFNConfig, optim: OptimConfig, batc
     from ffnlab.bench.hf import hf_llama
 
     hf = hf_llama(Transformer(model_cfg, ffn_cfg, seed=0)).to(device)
-    if compiled:  # per decoder layer, as ffnlab's blocks: compiled against compiled at the same scope
-        for i, layer in enumerate(hf.model.layers):
-            hf.model.layers[i] = torch.compile(layer)
+    if compiled:  # per decoder layer, as ffnlab's blocks (nn.Module.compile): compiled against compiled alike
+        for layer in hf.model.layers:
+            layer.compile()
     x, y = batch(model_cfg, batch_size, device)
     return training_step(hf, lambda ids: hf(input_ids=ids).logits, x, y, optim)
 
