@@ -22,6 +22,7 @@ log = logging.getLogger("ffnlab")
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     from ffnlab.checkpoint import Interrupted  # after Hydra parsed the command line: `--help` stays fast
+    from ffnlab.diskfull import disk_full_in
     from ffnlab.divergence import Diverged
     from ffnlab.launch import resolve_world
     from ffnlab.train import run
@@ -45,8 +46,9 @@ def main(cfg: DictConfig) -> float:
         # A config or data error is the user's to fix: say what and stop, without a traceback wall.
         # In a sweep, one failed point must not cost the others: its record says so, the sweep goes on and exits
         # non-zero at the end (ffnlab.sweep reads the records, so that holds under any launcher).
-        error = f"{type(failure).__name__}: {failure}"
-        if not isinstance(failure, (ConfigError, Diverged)) and not multirun:
+        full = disk_full_in(failure)  # a full disk: one line naming the file, not a traceback (ffnlab.diskfull)
+        error = f"DiskFull: {full}" if full else f"{type(failure).__name__}: {failure}"
+        if not (isinstance(failure, (ConfigError, Diverged)) or full) and not multirun:
             raise
         log.error("%s", error)
         if multirun:
@@ -65,7 +67,7 @@ def _rank(cfg: DictConfig, resolve_world) -> int:
 
 
 if __name__ == "__main__":
-    from ffnlab import locations, secrets
+    from ffnlab import diskfull, locations, secrets
 
     try:
         sys.argv[1:] = secrets.take(sys.argv[1:])  # before Hydra records the command line anywhere
@@ -76,6 +78,7 @@ if __name__ == "__main__":
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(1)
+    diskfull.guard_hydra_files()  # a disk full before the run starts: one line too
     main()
     if sweep.failed_points:
         sys.exit(1)

@@ -102,11 +102,12 @@ def tiny_experiment_dir(tmp_path_factory, tiny_corpus) -> Path:
 def train_cli(tiny_experiment_dir, cache_dir):
     """train_cli(*args) runs `python train.py --config-dir <tiny> experiment=tiny *args` from the repo root (or
     `cwd`), with the session token cache; returns the CompletedProcess (text output captured). `config_dir`
-    replaces the tiny config dir (an edited copy of it)."""
+    replaces the tiny config dir (an edited copy of it); `preexec_fn` runs in the child before train.py (a resource
+    limit)."""
 
     def run(
         *args: str, timeout: float = 600, tiny: bool = True, cwd: Path = REPO, env: dict | None = None,
-        config_dir: Path | None = None,
+        config_dir: Path | None = None, preexec_fn=None,
     ) -> subprocess.CompletedProcess:
         tiny_args = ["--config-dir", str(config_dir or tiny_experiment_dir), "experiment=tiny"] if tiny else []
         env = {**os.environ, "FFNLAB_CACHE_DIR": str(cache_dir), "WANDB_MODE": "disabled", **(env or {})}
@@ -116,7 +117,7 @@ def train_cli(tiny_experiment_dir, cache_dir):
         overrides = [a for a in args if not a.startswith("-")]
         return subprocess.run(
             [sys.executable, str(REPO / "train.py"), *flags, *tiny_args, *overrides],
-            cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+            cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn,
         )
 
     return run

@@ -24,7 +24,8 @@ from ffnlab.config import MAX_NAME_BYTES, run_dir_name
 from ffnlab.ffn import FFNConfig, variant_label
 from ffnlab.optim import OptimConfig, decay_groups, lr_multiplier
 from ffnlab.record import RESULTS_FORMAT, RunIdentityError, config_hash
-from ffnlab.train import run, set_aside
+from ffnlab.resume import set_aside
+from ffnlab.train import run
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -290,13 +291,16 @@ def test_a_rerun_leaves_exactly_one_newest_last_ckpt(how, copy, compose_tiny):
     if how == "killed":
         (copy / "metrics.json").unlink()  # what a killed run leaves: config.yaml and checkpoints, no record
     run(compose_tiny(copy, "ffn=relu", "trainer.max_steps=4", *(["force=true"] if how == "force" else [])))
-    assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == ["last.ckpt"]
+    # two generations (issue 23.2): the newest and the one before it, both this run's
+    assert sorted(p.name for p in (copy / "checkpoints").iterdir()) == ["last.ckpt", "previous.ckpt"]
     # Anywhere in the run dir: Lightning's default ModelCheckpoint once wrote csv/checkpoints/epoch=0-step=N.ckpt too.
     (stale,) = copy.glob("checkpoints.stale-*")  # the earlier attempt's, kept aside (issue 22.9)
-    found = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*.ckpt"))
-    assert found == sorted(["checkpoints/last.ckpt", f"{stale.name}/last.ckpt"])
+    found = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*.ckpt") if p.parent.name == "checkpoints")
+    assert found == ["checkpoints/last.ckpt", "checkpoints/previous.ckpt"]
+    assert {p.parent for p in copy.rglob("*.ckpt")} == {copy / "checkpoints", stale}
     checkpoint = torch.load(copy / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert checkpoint["global_step"] == 4  # this run's, not the 6-step one before it
+    assert torch.load(copy / "checkpoints" / "previous.ckpt", map_location="cpu", weights_only=False)["global_step"] == 3
 
 
 @pytest.mark.parametrize("change", ["another key", "another thread count"])

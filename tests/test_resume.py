@@ -6,6 +6,7 @@ renaming. The tiny runs take 6 steps and checkpoint every 3 (conftest.TINY_SETTI
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -30,20 +31,40 @@ def checkpoints(run_dir: Path) -> list[str]:
     return sorted(p.name for p in (run_dir / "checkpoints").iterdir())
 
 
+def history(run_dir: Path) -> list[dict]:
+    """metrics.csv's rows as {name: value} of the names each row sets, without the one wall-clock column."""
+    with open(run_dir / "csv" / "metrics.csv", newline="") as file:
+        return [{k: v for k, v in row.items() if v != "" and k != "tokens_per_s"} for row in csv.DictReader(file)]
+
+
+def assert_same_history(resumed: Path, whole: Path) -> None:
+    """The resumed run's history equals the uninterrupted run's: the same rows (every step once, every validation
+    at its step) with the same values (an exact resume on one CPU thread count)."""
+    assert history(resumed) == history(whole)
+    timing = record(resumed)["timing"]
+    assert timing["train_s"] + timing["eval_s"] <= record(resumed)["wall_s"]
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(train_cli, tmp_path_factory) -> dict:
-    """relu, seed 0, never interrupted: the record every interrupted-and-resumed run must end with."""
+def uninterrupted_dir(train_cli, tmp_path_factory) -> Path:
+    """relu, seed 0, never interrupted: the run every interrupted-and-resumed run must end as."""
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
     done = train_cli("ffn=relu", "seed=0", f"hydra.run.dir={run_dir}")
     assert done.returncode == 0, done.stderr[-3000:]
-    return record(run_dir)
+    return run_dir
 
 
-def test_a_killed_run_resumes_exactly(train_cli, uninterrupted, tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_dir) -> dict:
+    return record(uninterrupted_dir)
+
+
+def test_a_killed_run_resumes_exactly(train_cli, uninterrupted, uninterrupted_dir, tmp_path):
     run_dir = tmp_path / "run"
     killed = train_cli("ffn=relu", "seed=0", f"hydra.run.dir={run_dir}", env={TEST_SIGNAL_AT_STEP: "4:SIGKILL"})
     assert killed.returncode == -signal.SIGKILL
     assert record(run_dir)["status"] == "running" and checkpoints(run_dir) == ["last.ckpt"]
+    assert "test/loss" not in history(run_dir)[-1]
 
     resumed = train_cli("ffn=relu", "seed=0", f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -53,7 +74,8 @@ def test_a_killed_run_resumes_exactly(train_cli, uninterrupted, tmp_path):
     assert abs(finished["val_loss"] - uninterrupted["val_loss"]) <= 1e-6
     assert abs(finished["test_loss"] - uninterrupted["test_loss"]) <= 1e-6
     assert finished["tokens_seen"] == uninterrupted["tokens_seen"]
-    assert checkpoints(run_dir) == ["last.ckpt"]
+    assert checkpoints(run_dir) == ["last.ckpt", "previous.ckpt"]  # steps 6 and 3
+    assert_same_history(run_dir, uninterrupted_dir)
 
 
 def test_resume_false_starts_over(train_cli, tmp_path):
@@ -64,7 +86,7 @@ def test_resume_false_starts_over(train_cli, tmp_path):
     assert record(run_dir)["status"] == "finished"
 
 
-def test_sigterm_stops_the_whole_sweep_and_a_rerun_resumes(train_cli, uninterrupted, tmp_path):
+def test_sigterm_stops_the_whole_sweep_and_a_rerun_resumes(train_cli, uninterrupted, uninterrupted_dir, tmp_path):
     sweep_dir = tmp_path / "sweep"
     stopped = train_cli("-m", "ffn=relu", "seed=0,1", f"hydra.sweep.dir={sweep_dir}",
                         env={TEST_SIGNAL_AT_STEP: "4:SIGTERM"})
@@ -79,6 +101,7 @@ def test_sigterm_stops_the_whole_sweep_and_a_rerun_resumes(train_cli, uninterrup
     assert "resuming from step 5" in again.stdout + again.stderr
     assert abs(record(sweep_dir / "ffn=relu,seed=0")["val_loss"] - uninterrupted["val_loss"]) <= 1e-6
     assert record(sweep_dir / "ffn=relu,seed=1")["status"] == "finished"
+    assert_same_history(sweep_dir / "ffn=relu,seed=0", uninterrupted_dir)
 
 
 def test_a_kill_while_a_checkpoint_is_written_leaves_the_previous_one(tiny_experiment_dir, cache_dir, tmp_path):
@@ -102,7 +125,7 @@ def test_a_kill_while_a_checkpoint_is_written_leaves_the_previous_one(tiny_exper
     assert previous["global_step"] == 3 and "state_dict" in previous and "optimizer_states" in previous
 
 
-def test_submitit_preemption_requeues_and_resumes(train_cli, uninterrupted, tmp_path):
+def test_submitit_preemption_requeues_and_resumes(train_cli, uninterrupted, uninterrupted_dir, tmp_path):
     """hydra/launcher=submitit_local: each job gets SIGUSR2 (submitit's preemption signal) in step 5, saves, exits
     144 through submitit's own handler, is requeued, resumes and ends as if never interrupted."""
     sweep_dir = tmp_path / "sweep"
@@ -113,6 +136,7 @@ def test_submitit_preemption_requeues_and_resumes(train_cli, uninterrupted, tmp_
     assert logs.count("resuming from step 5") == 2
     assert abs(record(sweep_dir / "ffn=relu,seed=0")["val_loss"] - uninterrupted["val_loss"]) <= 1e-6
     assert record(sweep_dir / "ffn=relu,seed=1")["status"] == "finished"
+    assert_same_history(sweep_dir / "ffn=relu,seed=0", uninterrupted_dir)
 
 
 def test_a_resumed_run_continues_its_wandb_run(train_cli, tmp_path):
@@ -137,3 +161,100 @@ def test_resume_under_gradient_accumulation_is_exact(train_cli, tmp_path):
     resumed = train_cli(*args, f"hydra.run.dir={tmp_path / 'run'}")
     assert "resuming from step 3" in resumed.stdout + resumed.stderr
     assert abs(record(tmp_path / "run")["val_loss"] - record(tmp_path / "whole")["val_loss"]) <= 1e-6
+
+
+def wandb_history(run_dir: Path) -> list[dict]:
+    """The rows of every offline attempt of the run's wandb run, in order, as the CSV names them."""
+    from wandb_reader import OfflineRun
+
+    rows = []
+    for attempt in sorted((run_dir / "wandb").glob("offline-run-*")):  # named by start time
+        rows += OfflineRun.read(next(attempt.glob("*.wandb"))).history
+    return [{("step" if k == "trainer/global_step" else k): v for k, v in row.items()
+             if not k.startswith("_") and k != "tokens_per_s"} for row in rows]
+
+
+def test_a_stop_at_a_validation_step_keeps_that_validation_and_wandb_logs_each_step_once(
+        train_cli, uninterrupted_dir, tmp_path):
+    """SIGINT while step 3 trains: the stop comes after step 3's row and the validation due after it (a resume does
+    not validate at its checkpoint's step again: before issue 23.1 that row and step 3's training row were lost, and
+    the CSV held only the resumed steps). The wandb run, resumed by id, gets each row once."""
+    run_dir = tmp_path / "run"
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
+           "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    stopped = train_cli("ffn=relu", "seed=0", "logger=wandb", f"hydra.run.dir={run_dir}",
+                        env={**env, TEST_SIGNAL_AT_STEP: "2:SIGINT"})
+    assert stopped.returncode == 128 + signal.SIGINT, stopped.stderr[-3000:]
+    assert (record(run_dir)["status"], record(run_dir)["step"]) == ("interrupted", 3)
+    resumed = train_cli("ffn=relu", "seed=0", "logger=wandb", f"hydra.run.dir={run_dir}", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from step 3" in resumed.stdout + resumed.stderr
+    assert_same_history(run_dir, uninterrupted_dir)
+    sent = wandb_history(run_dir)
+    as_csv = [{k: float(v) if k not in ("step", "epoch") else int(v) for k, v in row.items()}
+              for row in history(run_dir)]
+    assert [{k: float(v) if k not in ("step", "epoch") else int(v) for k, v in row.items()} for row in sent] == as_csv
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(train_cli, uninterrupted, uninterrupted_dir,
+                                                                  tmp_path):
+    """Checkpoints every 2 steps; killed in step 5: last.ckpt (step 4) truncated, previous.ckpt (step 2) whole. The
+    re-run says so in one line, resumes from step 2 and ends as the uninterrupted run, history included. Before
+    issue 23.2 there was one generation: a 25-line traceback, then a silent restart from step 0."""
+    run_dir = tmp_path / "run"
+    args = ("ffn=relu", "seed=0", "checkpoint.every_n_steps=2", f"hydra.run.dir={run_dir}")
+    train_cli(*args, env={TEST_SIGNAL_AT_STEP: "5:SIGKILL"})
+    assert checkpoints(run_dir) == ["last.ckpt", "previous.ckpt"]
+    truncate(run_dir / "checkpoints" / "last.ckpt")
+    resumed = train_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    said = [line for line in (resumed.stdout + resumed.stderr).splitlines() if "last.ckpt is unreadable" in line]
+    assert len(said) == 1 and "resuming from previous.ckpt (step 2)" in said[0], resumed.stderr[-3000:]
+    assert "Traceback" not in resumed.stderr
+    assert abs(record(run_dir)["val_loss"] - uninterrupted["val_loss"]) <= 1e-6
+    assert_same_history(run_dir, uninterrupted_dir)
+
+
+def test_when_no_checkpoint_loads_the_run_says_so_and_starts_over(train_cli, uninterrupted, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ("ffn=relu", "seed=0", "checkpoint.every_n_steps=2", f"hydra.run.dir={run_dir}")
+    train_cli(*args, env={TEST_SIGNAL_AT_STEP: "5:SIGKILL"})
+    truncate(run_dir / "checkpoints" / "last.ckpt")
+    (run_dir / "checkpoints" / "previous.ckpt").write_bytes(b"")
+    again = train_cli(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    said = [line for line in (again.stdout + again.stderr).splitlines() if "no checkpoint loads" in line]
+    assert len(said) == 1 and "starting from step 0" in said[0] and "previous.ckpt is unreadable" in said[0]
+    assert abs(record(run_dir)["val_loss"] - uninterrupted["val_loss"]) <= 1e-6
+    assert len(list(run_dir.glob("checkpoints.stale-*"))) == 1  # the damaged files kept aside, not deleted
+
+
+def test_a_run_whose_record_was_deleted_resumes_from_its_checkpoint(train_cli, uninterrupted, uninterrupted_dir,
+                                                                    tmp_path):
+    """Issue 23.4: the checkpoint says which run it holds, so losing metrics.json costs nothing (before: a silent
+    retrain from step 0)."""
+    run_dir = tmp_path / "run"
+    train_cli("ffn=relu", "seed=0", f"hydra.run.dir={run_dir}", env={TEST_SIGNAL_AT_STEP: "4:SIGKILL"})
+    (run_dir / "metrics.json").unlink()
+    resumed = train_cli("ffn=relu", "seed=0", f"hydra.run.dir={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    out = resumed.stdout + resumed.stderr
+    assert "no metrics.json" in out and "resuming from step 3" in out
+    assert abs(record(run_dir)["val_loss"] - uninterrupted["val_loss"]) <= 1e-6
+    assert_same_history(run_dir, uninterrupted_dir)
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(train_cli, tmp_path):
+    """The identity in the checkpoint guards the resume when the record is gone: another seed starts over."""
+    run_dir = tmp_path / "run"
+    train_cli("ffn=relu", "seed=0", f"hydra.run.dir={run_dir}", env={TEST_SIGNAL_AT_STEP: "4:SIGKILL"})
+    (run_dir / "metrics.json").unlink()
+    other = train_cli("ffn=relu", "seed=1", f"hydra.run.dir={run_dir}")
+    assert other.returncode == 0, other.stderr[-3000:]
+    out = other.stdout + other.stderr
+    assert "resuming from" not in out and "differs in config keys data.seed: 0 -> 1, seed: 0 -> 1" in out

@@ -3,6 +3,8 @@ Its wall-time totals are kept by ffnlab.throughput.TrainClock."""
 
 from __future__ import annotations
 
+import time
+
 import lightning as L
 import torch
 
@@ -53,6 +55,10 @@ class LanguageModel(L.LightningModule):
         self.train_time_s = 0.0  # fit's wall time minus its validations
         self.eval_time_s = 0.0  # validation and test passes, in fit and after it
         self.between_steps_s = 0.0  # from one step's end to the next one's start: data loading and the loop
+        # Wall time across attempts: the earlier attempts' up to the checkpoint resumed from, plus this attempt's, so a
+        # resumed run's wall_s covers its train_s and eval_s (both also restored from the checkpoint).
+        self.wall_before_s = 0.0
+        self.attempt_started = time.perf_counter()  # ffnlab.train sets it to when the attempt began
         self.extra_checkpoint_state: dict = {}  # resolved config + tokenizer, set by ffnlab.train
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -138,9 +144,12 @@ class LanguageModel(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint.update(self.extra_checkpoint_state)
-        checkpoint["ffnlab_progress"] = {key: getattr(self, key) for key in PROGRESS}
+        checkpoint["ffnlab_progress"] = {key: getattr(self, key) for key in PROGRESS} | {"wall_s": self.wall_s()}
         # Eager names whatever was compiled: a checkpoint loads into a compiled or eager model, and scripts alike.
         checkpoint["state_dict"] = {eager_name(k): v for k, v in checkpoint["state_dict"].items()}
+
+    def wall_s(self) -> float:
+        return self.wall_before_s + time.perf_counter() - self.attempt_started
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """A resumed run counts the tokens and training time before the interruption too; the weights' names are
@@ -150,6 +159,8 @@ class LanguageModel(L.LightningModule):
         progress = checkpoint.get("ffnlab_progress", {})
         for key in PROGRESS:
             setattr(self, key, progress.get(key, 0))
+        # checkpoints from before issue 23 hold no wall time: the parts it is made of are its lower bound
+        self.wall_before_s = progress.get("wall_s", self.train_time_s + self.eval_time_s)
         if "state_dict" in checkpoint:
             names = {eager_name(k): k for k in self.state_dict()}
             checkpoint["state_dict"] = {names.get(eager_name(k), k): v for k, v in checkpoint["state_dict"].items()}

@@ -57,6 +57,13 @@ def stale_reason(holder: dict) -> str | None:
     return None
 
 
+def _as_full(path: Path, error: OSError) -> OSError:
+    """A refused write as DiskFull naming the lock (one line, ffnlab.diskfull); any other error as itself."""
+    from ffnlab.diskfull import DiskFull, is_full
+
+    return DiskFull(path, error.strerror or "no space left on device") if is_full(error) else error
+
+
 class RunLock:
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK
@@ -68,7 +75,9 @@ class RunLock:
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+            except OSError as error:
+                if not isinstance(error, FileExistsError):
+                    raise _as_full(self.path, error) from error
                 holder = self._read()
                 reason = stale_reason(holder) if holder is not None else "it is unreadable"
                 if reason is None:
@@ -80,8 +89,12 @@ class RunLock:
                     ) from None
                 self.path.unlink(missing_ok=True)  # stale: take it over (the exclusive create decides the race)
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(_me()))
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(json.dumps(_me()))
+            except OSError as error:  # a full disk: no empty lock left behind to be judged by the next run
+                self.path.unlink(missing_ok=True)
+                raise _as_full(self.path, error) from error
             self._thread = threading.Thread(target=self._beat, daemon=True, name="ffnlab-run-lock")
             self._thread.start()
             return
@@ -98,7 +111,10 @@ class RunLock:
         while not self._stop.wait(HEARTBEAT_S):
             if (self._read() or {}).get("pid") != os.getpid():
                 return  # taken over (declared stale by another host): not ours to refresh
-            write_atomic(self.path, lambda tmp: tmp.write_text(json.dumps(_me())))
+            try:
+                write_atomic(self.path, lambda tmp: tmp.write_text(json.dumps(_me())))
+            except OSError:  # a full disk: this beat is skipped, the lock still names its live holder
+                continue
 
     def release(self) -> None:
         self._stop.set()

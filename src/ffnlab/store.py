@@ -268,7 +268,7 @@ class ShardWriter:
     def _write_shard(self, ids: np.ndarray) -> None:
         name = f"{self.split}.{len(self.shards):05d}.bin"
         data = np.ascontiguousarray(ids, dtype=self.dtype).tobytes()
-        write_atomic(self.entry / name, lambda tmp: tmp.write_bytes(data))
+        write_atomic(self.entry / name, lambda tmp: tmp.write_bytes(data), size=len(data))
         digest = hashlib.sha256(data).hexdigest()
         if file_sha256(self.entry / name) != digest:  # checked when written
             raise OSError(f"shard {self.entry / name} does not read back as written")
@@ -279,7 +279,7 @@ class ShardWriter:
         if self.pending_tokens:
             tail_name = f"{self.split}.tail.{self.batches_done}.bin"
             tail = np.concatenate(self.pending).astype(self.dtype).tobytes()
-            write_atomic(self.entry / tail_name, lambda tmp: tmp.write_bytes(tail))
+            write_atomic(self.entry / tail_name, lambda tmp: tmp.write_bytes(tail), size=len(tail))
         state = {"batches_done": self.batches_done, "shards": self.shards, "tail": tail_name,
                  "tail_tokens": self.pending_tokens}
         write_atomic(self.state_path, lambda tmp: tmp.write_text(json.dumps(state)))

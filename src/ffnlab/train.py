@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import math
-import shutil
 import signal
 import time
 import uuid
@@ -16,34 +14,32 @@ from pathlib import Path
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from ffnlab import launch
 from ffnlab.allocator import apply_allocator
 from ffnlab.budget import apply_budget, world_size
-from ffnlab.checkpoint import LAST, Interrupted, LastCheckpoint, checkpoint_step
+from ffnlab.checkpoint import Interrupted, LastCheckpoint, checkpoint_step
 from ffnlab.config import schema_defaults, to_dataclass
 from ffnlab.data import data_identity
+from ffnlab.diskfull import DiskFull
 from ffnlab.divergence import Diverged, DivergenceCheck
 from ffnlab.errors import ConfigError
 from ffnlab.ffn import FFNConfig, get_variant, variant_label
+from ffnlab.history import History, skip_replayed
 from ffnlab.model import ModelConfig
 from ffnlab.module import LanguageModel
 from ffnlab.optim import OptimConfig
 from ffnlab.record import (
     SETTING_FORMAT,
     check_same_run,
-    clear_metrics,
     comparison_setting,
-    identity_differences,
     is_finished,
-    read_config,
     read_metrics,
     run_identity,
-    write_config,
     write_metrics,
 )
+from ffnlab.resume import CHECKPOINT_DIR, HISTORY_DIR, resumable_checkpoint, start_fresh
 from ffnlab.runlock import RunLock
 from ffnlab.sizes import model_stats
 from ffnlab.stack import software_stack
@@ -52,9 +48,6 @@ from ffnlab.throughput import TrainClock
 from ffnlab.validate import validate
 
 log = logging.getLogger("ffnlab")
-
-CHECKPOINT_DIR = "checkpoints"
-HISTORY_DIR = "csv"
 
 
 def build_model_config(cfg: DictConfig, vocab_size: int) -> ModelConfig:
@@ -103,55 +96,7 @@ def reuse_finished(cfg: DictConfig, out_dir: Path, record: dict) -> float:
     return record["val_loss"]
 
 
-RESUMABLE = ("running", "interrupted")  # killed (the record still says running) or stopped by a signal
-
-
-def resumable_checkpoint(cfg: DictConfig, out_dir: Path, record: dict | None, identity: dict) -> tuple[Path | None, str]:
-    """(the unfinished run's `last.ckpt`, "") when this is the same run (identity as for skipping a finished one);
-    else (None, why this run starts from step 0)."""
-    checkpoint = out_dir / CHECKPOINT_DIR / LAST
-    status = (record or {}).get("status")
-    if not checkpoint.is_file():
-        return None, "no checkpoint"
-    if cfg.force or not cfg.resume:
-        return None, "force=true" if cfg.force else "resume=false"
-    if status not in RESUMABLE:
-        return None, f"the earlier attempt's record says {status or 'nothing'}, not {' or '.join(RESUMABLE)}"
-    differences = identity_differences(record, identity, read_config(out_dir), cfg, schema_defaults())
-    if differences:
-        return None, f"it holds an unfinished run that differs in {'; '.join(differences)}"
-    return checkpoint, ""
-
-
-def start_fresh(cfg: DictConfig, out_dir: Path, why: str) -> None:
-    """A run that starts from step 0 clears what an earlier attempt left (its record and history), so `last.ckpt` is
-    always this run's newest and the history is this run's alone. The earlier checkpoints are moved aside, never
-    deleted: a run that cannot continue them exactly (another config, thread count, force=true) may still be what
-    someone paid for."""
-    clear_metrics(out_dir)
-    stale = set_aside(out_dir / CHECKPOINT_DIR)
-    if stale is not None:
-        log.warning("%s: %s; starting from step 0, its checkpoints kept in %s", out_dir, why, stale.name)
-    shutil.rmtree(out_dir / HISTORY_DIR, ignore_errors=True)
-    write_config(out_dir, cfg)
-
-
-def set_aside(checkpoints: Path) -> Path | None:
-    """Rename a non-empty checkpoints dir to `checkpoints.stale-<UTC time>` beside it; returns the new path."""
-    if not checkpoints.is_dir() or not any(checkpoints.iterdir()):
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        return None
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    stale = checkpoints.with_name(f"{checkpoints.name}.stale-{stamp}")
-    for n in itertools.count(2):  # twice in one second: a suffix keeps both
-        if not stale.exists():
-            break
-        stale = checkpoints.with_name(f"{checkpoints.name}.stale-{stamp}-{n}")
-    checkpoints.rename(stale)
-    return stale
-
-
-def build(cfg: DictConfig, out_dir: Path, wandb_id: str) -> Built:
+def build(cfg: DictConfig, out_dir: Path, start: Start) -> Built:
     L.seed_everything(cfg.seed, workers=True)
     ffn_cfg = to_dataclass(FFNConfig, cfg.ffn)
     optim_cfg = to_dataclass(OptimConfig, cfg.optim)
@@ -171,12 +116,20 @@ def build(cfg: DictConfig, out_dir: Path, wandb_id: str) -> Built:
         "ffnlab_model_config": dataclasses.asdict(model_cfg),
         "ffnlab_ffn_config": dataclasses.asdict(ffn_cfg),
         "ffnlab_tokenizer": datamodule.tokenizer_json(),
+        "ffnlab_identity": start.identity,  # which run it holds, whatever becomes of metrics.json (ffnlab.resume)
     }
 
-    loggers = [CSVLogger(out_dir, name="", version=HISTORY_DIR)]
+    # A resumed run continues its history: the CSV's earlier rows and its wandb run (by the id in the run record),
+    # each step once (ffnlab.history).
+    history = History(out_dir, HISTORY_DIR, checkpoint_step(start.resume_from) if start.resume_from else None)
+    replayed = history.replayed()
+    loggers = [history]
     for name, logger_cfg in (cfg.get("logger") or {}).items():
-        # A resumed run continues its wandb run: the id lives in the run record.
-        loggers.append(instantiate(logger_cfg, **({"id": wandb_id, "resume": "allow"} if name == "wandb" else {})))
+        if name == "wandb":
+            loggers.append(instantiate(logger_cfg, id=start.wandb_id, resume="allow"))
+            skip_replayed(loggers[-1], replayed)
+        else:
+            loggers.append(instantiate(logger_cfg))
     checkpoint = LastCheckpoint(out_dir / CHECKPOINT_DIR, **cfg.checkpoint)
     # Divergence first: a non-finite loss stops the run before a checkpoint of its weights is saved.
     clock = TrainClock(stats["flops_per_token"], cfg.trainer.log_every_n_steps, cfg.get("peak_flops"))
@@ -340,9 +293,10 @@ def _locked_run(cfg: DictConfig, point: launch.Point, out_dir: Path, lock: RunLo
     try:  # whatever fails from here on, a bad setting included, leaves a record the report lists
         start = point.decide("start", lambda: prepare_start(cfg, out_dir, read_metrics(out_dir)))
         point.start(OmegaConf.to_container(cfg, resolve=True))
-        built = build(cfg, out_dir, start.wandb_id)
+        built = build(cfg, out_dir, start)
+        built.module.attempt_started = started  # wall time counts this attempt whole, data preparation included
         losses = fit(cfg, built, start.resume_from)
-        metrics = final_record(cfg, built, start.identity, losses, time.perf_counter() - started)
+        metrics = final_record(cfg, built, start.identity, losses, built.module.wall_s())
         metrics["wandb_id"] = start.wandb_id
         if point.rank == 0:
             write_metrics(out_dir, metrics)
@@ -355,7 +309,7 @@ def _locked_run(cfg: DictConfig, point: launch.Point, out_dir: Path, lock: RunLo
         return val_loss
     except Diverged as diverged:
         if point.rank == 0:
-            metrics = final_record(cfg, built, start.identity, (math.nan, math.nan), time.perf_counter() - started)
+            metrics = final_record(cfg, built, start.identity, (math.nan, math.nan), built.module.wall_s())
             metrics |= {"status": "diverged", "diverged_step": diverged.step, "wandb_id": start.wandb_id,
                         "last_finite_loss": diverged.last_finite_loss, "val_loss": None, "val_ppl": None,
                         "test_loss": None, "test_ppl": None}
@@ -372,7 +326,10 @@ def _locked_run(cfg: DictConfig, point: launch.Point, out_dir: Path, lock: RunLo
         own = isinstance(error, ConfigError) or cause.startswith(f"rank {point.rank}: ") or not point.world.distributed
         if point.rank == 0:
             said = f"{type(error).__name__}: {error}" if isinstance(error, ConfigError) else cause
-            write_metrics(out_dir, {"status": "failed", **who, "error": said})
+            try:
+                write_metrics(out_dir, {"status": "failed", **who, "error": said})
+            except DiskFull:  # the record stays as it was (running: a re-run resumes), the error is the one said
+                pass
         if own:
             raise
         raise launch.PeerFailed(cause) from error
