@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo train test test-slow test-bench test-container clean
+.PHONY: install demo train test test-slow test-bench test-eval test-container clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,10 @@ train: install
 	$(PY) train.py $(ARGS)
 
 test: install
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not eval" $(PYTEST_ARGS)
 
 test-slow: install
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "slow and not eval" $(PYTEST_ARGS)
 
 # the benchmark's HF contender: transformers in a venv of its own (.venv-bench), so the main one stays without it
 BENCH_VENV := .venv-bench
@@ -40,9 +40,20 @@ $(BENCH_VENV)/.installed: pyproject.toml
 test-bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m pytest -q tests/test_bench.py $(PYTEST_ARGS)
 
+# lm-evaluation-harness and HF export (the eval extra): a venv of their own too (.venv-eval); runs the eval-marked tests
+EVAL_VENV := .venv-eval
+$(EVAL_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(EVAL_VENV)
+	$(EVAL_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(EVAL_VENV)/bin/python -m pip install --quiet -e ".[test,eval]"
+	touch $@
+
+test-eval: $(EVAL_VENV)/.installed
+	$(EVAL_VENV)/bin/python -m pytest -q -m eval $(PYTEST_ARGS)
+
 # build the image (podman, local Debian base) and run it as clusters do; needs root; not in .ci/run
 test-container:
 	bash scripts/test_container.sh
 
 clean:
-	rm -rf outputs .cache $(BENCH_VENV)
+	rm -rf outputs .cache $(BENCH_VENV) $(EVAL_VENV)

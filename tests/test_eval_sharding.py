@@ -45,14 +45,15 @@ def test_two_process_evaluation_finishes_and_equals_one_process(train_cli, compo
     Lightning's validate/test. Equal to 1e-6 means every window was scored exactly once across the ranks and the
     padding windows added nothing to the summed loss or to the token count; what is left is float32 summation in
     another order (measured: 4.8e-7, one ulp at a loss of 4.8)."""
-    from ffnlab.train import build
+    from ffnlab.train import Start, build
 
     sweep_dir = tmp_path / "sweep"
     done = train_cli("-m", *TWO_PROCESSES, *SHAPE, *STEPS, "data.fit_val_windows=1", f"hydra.sweep.dir={sweep_dir}",
                      "hydra.sweep.subdir=${hydra:runtime.choices.trainer}", timeout=300)  # run dirs named by trainer
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    single = build(compose_tiny(tmp_path / "single", *SHAPE, *STEPS), tmp_path / "single", wandb_id="single")
+    single = build(compose_tiny(tmp_path / "single", *SHAPE, *STEPS), tmp_path / "single",
+                   Start(identity={}, resume_from=None, wandb_id="single"))
     datamodule = single.datamodule
     for split in ("val", "test"):
         n_windows = len(EvalWindows(datamodule._ids[split], datamodule.seq_len))

@@ -303,6 +303,31 @@ def test_a_rerun_leaves_exactly_one_newest_last_ckpt(how, copy, compose_tiny):
     assert torch.load(copy / "checkpoints" / "previous.ckpt", map_location="cpu", weights_only=False)["global_step"] == 3
 
 
+def test_when_no_checkpoint_loads_the_run_says_so_and_starts_over(copy, compose_tiny, caplog):
+    """Both generations damaged (issue 23.2): one line naming each, then step 0; the files are kept aside."""
+    (copy / "metrics.json").write_text(json.dumps(read_metrics(copy) | {"status": "running"}))
+    last = copy / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    (copy / "checkpoints" / "previous.ckpt").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="ffnlab"):
+        run(compose_tiny(copy, "ffn=relu"))
+    said = [r.getMessage() for r in caplog.records if "no checkpoint loads" in r.getMessage()]
+    assert len(said) == 1 and "starting from step 0" in said[0]
+    assert "last.ckpt is unreadable" in said[0] and "previous.ckpt is unreadable" in said[0]
+    assert read_metrics(copy)["status"] == "finished"
+    assert len(list(copy.glob("checkpoints.stale-*"))) == 1
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed_without_its_record(copy, compose_tiny, caplog):
+    """The identity in the checkpoint guards a resume when metrics.json is gone: another seed starts over, naming
+    the keys that differ (issue 23.4)."""
+    (copy / "metrics.json").unlink()
+    with caplog.at_level("INFO", logger="ffnlab"):
+        run(compose_tiny(copy, "ffn=relu", "seed=1"))
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "resuming from" not in text and "differs in config keys data.seed: 0 -> 1, seed: 0 -> 1" in text
+
+
 @pytest.mark.parametrize("change", ["another key", "another thread count"])
 def test_a_checkpoint_that_cannot_be_continued_is_moved_aside_not_deleted(change, copy, compose_tiny, caplog,
                                                                           monkeypatch):
