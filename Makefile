@@ -51,7 +51,8 @@ $(EVAL_VENV)/.installed: pyproject.toml
 test-eval: $(EVAL_VENV)/.installed
 	$(EVAL_VENV)/bin/python -m pytest -q -m eval $(PYTEST_ARGS)
 
-# build the image (podman, local Debian base) and run it as clusters do; needs root; not in .ci/run
+# build the image (podman, local Debian base) and run it as clusters do: a sweep stopped and resumed, the unit tests
+# inside it, a code-only rebuild (scripts/test_container.sh); needs root (installs podman when missing); in .ci/run
 test-container:
 	bash scripts/test_container.sh
 

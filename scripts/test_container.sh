@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # make test-container: build the image from a local Debian base, then run it the way clusters do (an arbitrary
 # non-root uid, a read-only root with a tmpfs /tmp, a mounted work dir): a 2-point sweep logged to wandb offline,
-# the report on it (both checked here, on the host), the unit tests inside the image, and a rebuild after a
-# code-only change that must reuse the dependency layers. Not part of .ci/run (it needs root and a few minutes).
+# stopped by SIGTERM mid-run and re-run (the interrupted point resumes from its checkpoint, the other one trains), the
+# report on it (both checked here, on the host), the unit tests inside the image (`make test`; the few that need
+# root for a read-only bind mount are re-run as root, and any other skip but the bench extra fails), and a rebuild
+# after a code-only change that must reuse the dependency layers. The last step of .ci/run: it needs root (it installs
+# podman, runc and debootstrap when missing) and about 10 minutes from a cold state.
 # Recipe and flags: the workplace notes on building with podman (a local Debian base, no Docker engine). Logs and
-# the work dirs: $LOG_DIR.
+# the work dirs: $LOG_DIR. Any failure exits non-zero with the log's tail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,17 +22,25 @@ BUILD_FLAGS=${BUILD_FLAGS:---network host}
 LOG_DIR=${LOG_DIR:-outputs/test-container}
 SWEEP=(-m ffn=relu,swiglu trainer.max_steps=20 trainer.val_check_interval=10 model.n_layers=1
        trainer.enable_progress_bar=false logger=wandb experiment_name=container_test)
+STOP_AT=${STOP_AT:-5}                                  # the sweep's first point gets SIGTERM at this step (of 20)
+ROOT_TEST_FLAGS=${ROOT_TEST_FLAGS:---cap-add SYS_ADMIN}   # the tests that bind-mount read-only, run as root
 
+apt_install() {  # apt_install PACKAGE...: the Debian packages of the recipe, when a command is missing
+    echo "== installing $* (apt)"
+    [ "$(id -u)" = 0 ] || { echo "FAIL: $* missing, and installing them needs root"; exit 1; }
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"; } >/dev/null \
+        || { echo "FAIL: apt-get install $*"; exit 1; }
+}
 if [ -z "$ENGINE" ]; then
     if command -v podman >/dev/null; then ENGINE=podman
     elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then ENGINE=docker
-    else
-        echo "== installing podman, runc and debootstrap (apt)"
-        apt-get update -qq && apt-get install -y -qq podman runc debootstrap >/dev/null
-        ENGINE=podman
+    else ENGINE=podman
     fi
 fi
 if [ "$ENGINE" = podman ]; then
+    missing=()
+    for tool in podman runc; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+    [ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}"
     ENGINE_FLAGS=${ENGINE_FLAGS:---runtime runc}       # crun: "cgroups in hybrid mode not supported" here
     # pip in the build needs this machine's CA bundle and finds the torch CPU wheel in $PIP_FIND_LINKS; mounted at
     # paths of their own (a mount over /etc/ssl/certs breaks apt's ca-certificates).
@@ -48,12 +59,18 @@ LOG_DIR=$(cd "$LOG_DIR" && pwd)
 start=$SECONDS
 step() { echo "== [$((SECONDS - start))s] $*"; }
 
+command -v "$ENGINE" >/dev/null || { echo "FAIL: ENGINE=$ENGINE is not installed"; exit 1; }
 if ! E image exists "$BASE_IMAGE" 2>/dev/null && ! E image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
-    step "making $BASE_IMAGE with debootstrap (about 3 minutes)"
+    command -v debootstrap >/dev/null || apt_install debootstrap
+    step "making $BASE_IMAGE with debootstrap (about 1-3 minutes; log $LOG_DIR/debootstrap.log)"
+    t=$SECONDS
     rootfs=$(mktemp -d)
-    debootstrap --variant=minbase "$DEBIAN_SUITE" "$rootfs" >"$LOG_DIR/debootstrap.log"
-    tar -C "$rootfs" -c . | E import - "$BASE_IMAGE" >>"$LOG_DIR/debootstrap.log"
+    debootstrap --variant=minbase "$DEBIAN_SUITE" "$rootfs" >"$LOG_DIR/debootstrap.log" 2>&1 \
+        || { tail -20 "$LOG_DIR/debootstrap.log"; echo "FAIL: debootstrap"; exit 1; }
+    tar -C "$rootfs" -c . | E import - "$BASE_IMAGE" >>"$LOG_DIR/debootstrap.log" 2>&1 \
+        || { tail -20 "$LOG_DIR/debootstrap.log"; echo "FAIL: importing the base image"; exit 1; }
     rm -rf "$rootfs"
+    step "made $BASE_IMAGE in $((SECONDS - t))s"
 fi
 
 build() {  # build TAG CONTEXT LOG [--build-arg ...]
@@ -63,7 +80,7 @@ build() {  # build TAG CONTEXT LOG [--build-arg ...]
         ${TORCH_INDEX_URL+--build-arg TORCH_INDEX_URL="$TORCH_INDEX_URL"} "$@" \
         -t "$tag" -f "$PWD/Dockerfile" "$context" >"$log" 2>&1 || { tail -40 "$log"; echo "FAIL: build, see $log"; exit 1; }
 }
-run_as_any_uid() {  # run_as_any_uid WORK_DIR IMAGE ARGS...: as a cluster would, and logged
+run_as_any_uid() {  # run_as_any_uid WORK_DIR [RUN FLAGS...] IMAGE ARGS...: as a cluster would
     local work=$1
     shift
     E run --rm $LIMITS --user "$RUN_UID:$RUN_UID" --read-only --tmpfs /tmp -v "$work":/workspace \
@@ -77,19 +94,46 @@ build "$IMAGE" . "$LOG_DIR/build.log"
 step "built in $((SECONDS - t))s; size $(( $(E image inspect --format '{{.Size}}' "$IMAGE") / 1000000 )) MB"
 [ "$(E run --rm $LIMITS "$IMAGE" id -u)" != 0 ] || { echo "FAIL: the image runs as root by default"; exit 1; }
 
-step "sweep as uid $RUN_UID, read-only root: ${SWEEP[*]} (log $LOG_DIR/sweep.log)"
+step "sweep as uid $RUN_UID, read-only root, SIGTERM at step $STOP_AT: ${SWEEP[*]} (log $LOG_DIR/sweep-stopped.log)"
 work=$LOG_DIR/work
 fresh_work_dir "$work"
+# ffnlab's test hook (ffnlab.checkpoint.TEST_SIGNAL_AT_STEP): the first point sends itself SIGTERM at step $STOP_AT,
+# saves last.ckpt at the next step boundary, records `interrupted` and exits 128 + 15; a signal stops the whole sweep.
+code=0
+run_as_any_uid "$work" --env FFNLAB_TEST_SIGNAL_AT_STEP="$STOP_AT:SIGTERM" "$IMAGE" "${SWEEP[@]}" \
+    >"$LOG_DIR/sweep-stopped.log" 2>&1 || code=$?
+[ "$code" = 143 ] || { tail -40 "$LOG_DIR/sweep-stopped.log"; echo "FAIL: the stopped sweep exited $code, not 143"; exit 1; }
+stopped=$(python3 - "$work/outputs/container_test" "$STOP_AT" <<'EOF'
+"""The stopped sweep: one record, interrupted at the next step boundary, with its checkpoint; the second point never
+started. Prints the point, the step its checkpoint holds and its wandb run."""
+import json, sys
+from pathlib import Path
+
+sweep, stop_at = Path(sys.argv[1]), int(sys.argv[2])
+records = [json.loads(p.read_text()) | {"dir": p.parent} for p in sweep.glob("*/metrics.json")]
+assert len(records) == 1, f"records after the stop: {[r['dir'].name for r in records]}"
+(r,) = records
+assert r["status"] == "interrupted" and r["signal"] == "SIGTERM" and stop_at <= r["step"] < 20, r
+assert (r["dir"] / "checkpoints" / "last.ckpt").is_file(), r["dir"]
+print(r["ffn"], r["step"], r.get("wandb_id") or "-")
+EOF
+) || { tail -40 "$LOG_DIR/sweep-stopped.log"; echo "FAIL: the stopped sweep's records"; exit 1; }
+read -r stopped_ffn stopped_step stopped_wandb <<<"$stopped"
+echo "   $stopped_ffn: interrupted, last.ckpt at step $stopped_step, exit 143 (wandb run $stopped_wandb)"
+
+step "the same sweep again: $stopped_ffn resumes from step $stopped_step, the other point trains (log $LOG_DIR/sweep.log)"
 run_as_any_uid "$work" "$IMAGE" "${SWEEP[@]}" >"$LOG_DIR/sweep.log" 2>&1 \
     || { tail -40 "$LOG_DIR/sweep.log"; echo "FAIL: sweep"; exit 1; }
+grep -q "resuming from step $stopped_step " "$LOG_DIR/sweep.log" \
+    || { tail -40 "$LOG_DIR/sweep.log"; echo "FAIL: the re-run did not resume from step $stopped_step"; exit 1; }
 run_as_any_uid "$work" "$IMAGE" python scripts/compare.py /workspace/outputs/container_test >>"$LOG_DIR/sweep.log" 2>&1 \
     || { tail -40 "$LOG_DIR/sweep.log"; echo "FAIL: compare.py"; exit 1; }
-python3 - "$work/outputs/container_test" "$RUN_UID" <<'EOF'
+python3 - "$work/outputs/container_test" "$RUN_UID" "$stopped_ffn" "$stopped_wandb" <<'EOF'
 """The sweep's records and report, as the host sees them: finished, finite, written by the container's uid."""
 import json, math, sys
 from pathlib import Path
 
-sweep, uid = Path(sys.argv[1]), int(sys.argv[2])
+sweep, uid, resumed, resumed_wandb = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 runs = {json.loads(p.read_text())["ffn"]: p.parent for p in sweep.glob("*/metrics.json")}
 assert sorted(runs) == ["relu", "swiglu"], f"run records: {sorted(runs)}"
 for ffn, run in runs.items():
@@ -99,7 +143,10 @@ for ffn, run in runs.items():
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "csv" / "metrics.csv").is_file(), run
     assert list((run / "wandb").glob("offline-run-*/run-*.wandb")), f"no offline wandb run in {run}"
     assert (run / "metrics.json").stat().st_uid == uid, "records not written by the container's uid"
-    print(f"   {ffn}: val_loss {metrics['val_loss']:.4f}, test_loss {metrics['test_loss']:.4f}, {run.name}")
+    if ffn == resumed:  # the resumed run continues its wandb run
+        assert metrics["wandb_id"] == resumed_wandb, (metrics["wandb_id"], resumed_wandb)
+    print(f"   {ffn}: val_loss {metrics['val_loss']:.4f}, test_loss {metrics['test_loss']:.4f}, {run.name}"
+          + (" (resumed)" if ffn == resumed else ""))
 report = (sweep / "report" / "comparison.md").read_text()
 assert "| relu |" in report and "| swiglu |" in report, report[:2000]
 assert list((sweep / "report").glob("*.png")), "no plots"
@@ -108,15 +155,56 @@ EOF
 
 step "unit tests inside the image (make test: pytest -m 'not slow'), as uid $RUN_UID, read-only root"
 build "$IMAGE-tests" . "$LOG_DIR/build-tests.log" --build-arg WITH_TESTS=1
-fresh_work_dir "$LOG_DIR/work-tests"
-run_as_any_uid "$LOG_DIR/work-tests" "$IMAGE-tests" make test VENV=/opt/venv PYTEST_ARGS="-p no:cacheprovider" \
+work=$LOG_DIR/work-tests
+fresh_work_dir "$work"
+run_as_any_uid "$work" "$IMAGE-tests" make test VENV=/opt/venv \
+    PYTEST_ARGS="-p no:cacheprovider --junitxml=/workspace/unit-tests.xml" \
     >"$LOG_DIR/unit-tests.log" 2>&1 || { tail -40 "$LOG_DIR/unit-tests.log"; echo "FAIL: unit tests"; exit 1; }
 echo "   $(grep -E '[0-9]+ (passed|failed)' "$LOG_DIR/unit-tests.log" | tail -1)"
+# A skip is not a pass. Allowed: the bench extra, which this image leaves out on purpose (make test-bench runs
+# those tests in .venv-bench). The tests that need root for a read-only bind mount run again below, as root.
+# Any other skip fails.
+skipped() {  # skipped JUNIT_XML: "<node id>\t<reason>" of each skipped test
+    python3 - "$1" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+from pathlib import Path
+
+for case in ET.parse(sys.argv[1]).iter("testcase"):
+    skip = case.find("skipped")
+    if skip is None:
+        continue
+    parts = case.get("classname").split(".")  # tests.test_store[.TestClass] -> tests/test_store.py[::TestClass]
+    i = next(i for i in range(len(parts), 0, -1) if Path("/".join(parts[:i]) + ".py").is_file())
+    node = "::".join(["/".join(parts[:i]) + ".py", *parts[i:], case.get("name")])
+    print(f"{node}\t{' '.join(skip.get('message', '').split())}")
+EOF
+}
+skips=$(skipped "$work/unit-tests.xml") || { echo "FAIL: reading $work/unit-tests.xml"; exit 1; }
+needs_root=$(grep -F $'\tno read-only bind mount here' <<<"$skips" | cut -f1 || true)
+unexpected=$(grep -v -F -e $'\tthe bench extra' -e $'\tno read-only bind mount here' <<<"$skips" | grep . || true)
+[ -z "$unexpected" ] || { echo "$unexpected"; echo "FAIL: tests skipped in the image (above)"; exit 1; }
+if [ -n "$needs_root" ]; then
+    n=$(grep -c . <<<"$needs_root")
+    step "the $n tests that need a read-only bind mount, as root ($ROOT_TEST_FLAGS; log $LOG_DIR/unit-tests-root.log)"
+    mapfile -t nodes <<<"$needs_root"
+    E run --rm $LIMITS --user 0 $ROOT_TEST_FLAGS --read-only --tmpfs /tmp -v "$work":/workspace \
+        --env WANDB_MODE=offline "$IMAGE-tests" python -m pytest -q -rs -p no:cacheprovider \
+        --junitxml=/workspace/unit-tests-root.xml "${nodes[@]}" >"$LOG_DIR/unit-tests-root.log" 2>&1 \
+        || { tail -40 "$LOG_DIR/unit-tests-root.log"; echo "FAIL: unit tests as root"; exit 1; }
+    still=$(skipped "$work/unit-tests-root.xml") || { echo "FAIL: reading $work/unit-tests-root.xml"; exit 1; }
+    [ -z "$still" ] || { echo "$still"; echo "FAIL: skipped even as root"; exit 1; }
+    echo "   $(grep -E '[0-9]+ (passed|failed)' "$LOG_DIR/unit-tests-root.log" | tail -1)"
+fi
 
 step "rebuild after a code-only change (log $LOG_DIR/build-code-change.log)"
 context=$(mktemp -d)
-git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -c 2>/dev/null \
-    | tar -x -C "$context"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then  # the tree's files (.dockerignore still applies)
+    git ls-files -z --cached --others --exclude-standard | tar --null -T - --ignore-failed-read -c 2>/dev/null \
+        | tar -x -C "$context"
+else  # not a git checkout (an unpacked archive): all but what a run or an install leaves
+    tar -c --exclude=./outputs --exclude=./.venv --exclude=./.venv-bench --exclude=./.cache --exclude=./wandb . \
+        | tar -x -C "$context"
+fi
 echo "# a code-only change (make test-container)" >>"$context/src/ffnlab/__init__.py"
 t=$SECONDS
 build "$IMAGE-code-change" "$context" "$LOG_DIR/build-code-change.log"
