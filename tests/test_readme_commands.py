@@ -115,6 +115,8 @@ def check(program: str, words: list[str]) -> None:
         known, takes_overrides = script_flags(program)
         unknown = [f.partition("=")[0] for f in flags if f.partition("=")[0] not in known | {"-h", "--help"}]
         assert not unknown, f"{program} has no flag {unknown}; it has {sorted(known)}"
+        if not takes_overrides:  # a positional path such as outputs/<study>/ffn=swiglu,seed=0 is not an override
+            overrides = [o for o in overrides if "/" not in o.partition("=")[0]]
         assert takes_overrides or not overrides, f"{program} takes no Hydra overrides: {overrides}"
         multirun = program == "scripts/params.py"  # params.py costs the whole study
         if not takes_overrides:

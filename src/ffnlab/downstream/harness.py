@@ -149,6 +149,14 @@ def is_hf_dir(path: Path) -> bool:
     return (path / "config.json").is_file()
 
 
+def has_boundary_token(path: Path) -> bool:
+    """Whether an HF model dir's tokenizer has a BOS or EOS token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    return tokenizer.bos_token_id is not None or tokenizer.eos_token_id is not None
+
+
 def evaluate(path: Path, tasks: Iterable[str], num_fewshot: int | None = None, limit: int | float | None = None,
              out: Path | None = None, batch_size: int = 16) -> dict:
     """Score `path` (an ffnlab run dir or an HF model dir) on lm-eval `tasks`; lm-eval's results, also written as
@@ -157,12 +165,18 @@ def evaluate(path: Path, tasks: Iterable[str], num_fewshot: int | None = None, l
     from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
 
+    import lm_eval.models  # noqa: F401 - lm-eval's own models (hf, ...): its registry fills itself only when empty
+
     path = Path(path)
     if is_run_dir(path):
         model, model_args = FfnlabLM(path, batch_size=batch_size), None
     elif is_hf_dir(path):
-        model, model_args = "hf", {"pretrained": str(path), "device": "cpu", "dtype": "float32",
-                                   "batch_size": batch_size}
+        model, model_args = "hf", {"pretrained": str(path), "dtype": "float32"}  # batch and device: below
+        if not has_boundary_token(path):
+            # lm-eval's hf model decodes its prefix token (BOS, else EOS) on every encode; an ffnlab export of a
+            # character model has neither. Any id serves: it only prefixes empty contexts, which FfnlabLM scores
+            # differently anyway (module docstring).
+            model_args["prefix_token_id"] = 0
     else:
         raise ValueError(f"{path} is neither an ffnlab run dir (no checkpoints/last.ckpt) nor an HF model dir (no "
                          "config.json): give a run directory, or a directory scripts/export_hf.py wrote")

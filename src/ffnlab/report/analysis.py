@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ffnlab.report.comparisons import Losses, gated_vs_ungated, vs_baseline
+from ffnlab.report.downstream import analyse_downstream
 from ffnlab.report.records import Group, Run
 from ffnlab.report.stacks import stack_summary
 from ffnlab.report.stats import ALPHA, median_std, pooled_std, sample_std, spearman
@@ -185,6 +186,8 @@ def analyse_group(group: Group) -> dict:
     paired = vs_baseline(losses, order)
     by_variant = [list(losses[v].values()) for v in order]
     experiments = sorted({r.experiment for r in runs if r.experiment})
+    # lm-eval scores of the runs at each variant's chosen LR, when scripts/evaluate.py has scored them
+    downstream = analyse_downstream(Group(group.index, group.setting, [r for rs in chosen.values() for r in rs]), order)
     return {
         "index": group.index,
         "setting": group.setting,
@@ -208,4 +211,5 @@ def analyse_group(group: Group) -> dict:
         "seed_std_median": median_std(by_variant),
         "families": family_means(rows),
         "gated_minus_ungated": gated_vs_ungated(losses, choice.families),
+        **({"downstream": downstream} if downstream else {}),
     }

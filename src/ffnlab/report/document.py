@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ffnlab.report.downstream import downstream_markdown
 from ffnlab.report.document_studies import factor_section, ladder_section
 from ffnlab.report.stacks import describe
 from ffnlab.report.tables import (
@@ -96,6 +97,7 @@ def _group(g: dict, differences: dict[str, list]) -> list[str]:
     if g["lr_sweep"]:
         lines += ["### Every (variant, lr)", ""] + markdown(tables["lr_sweep"], lr_md(g["split"]))
     lines += _paired_section(g) + _family_section(g) + [POWER_NOTE, ""]
+    lines += downstream_markdown(g.get("downstream", []))
     lines += ["### Plots", ""] + [f"![{kind}]({name})" for kind, name in g["plots"].items()] + [""]
     if "val_curves" not in g["plots"]:
         lines += ["(No validation curves: no run in this group has val/loss in csv/metrics.csv.)", ""]
