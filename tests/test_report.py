@@ -574,3 +574,34 @@ def test_ladder_train_minus_validation(ladder_report):
     assert rows[2, "swiglu"]["lr"] == 0.001
     md = (root / "report" / "comparison.md").read_text()
     assert "train/loss over the last 10% of the run's logged training steps" in md
+
+
+def test_downstream_scores_are_tabled_per_variant_and_paired_vs_relu_with_holm(tmp_path):
+    """lm-eval results under each run's eval/ (scripts/evaluate.py) become a downstream table: mean over seeds and
+    variant − relu paired by seed, one Holm family per task and metric; the newest results file of a task wins and
+    lm-eval's counts (sample_len) and stderrs are not metrics."""
+    from ffnlab.report.stats import paired_test
+
+    sweep = tmp_path / "glu_variants"
+    shutil.copytree(FIXTURES / "glu_variants", sweep)
+    acc = {"relu": [0.30, 0.32, 0.31], "swiglu": [0.36, 0.37, 0.39], "geglu": [0.31, 0.30, 0.33]}
+    for variant, values in acc.items():
+        for seed, value in enumerate(values):
+            results = sweep / f"ffn={variant},seed={seed}" / "eval" / "ffnlab__run"
+            results.mkdir(parents=True)
+            stale = {"results": {"next_line": {"acc,none": 0.0, "alias": "next_line"}}}
+            (results / "results_2026-01-01T00-00-00.json").write_text(json.dumps(stale))
+            fresh = {"results": {"next_line": {"acc,none": value, "acc_stderr,none": 0.02, "sample_len": 500,
+                                               "alias": "next_line"}}}
+            (results / "results_2026-02-01T00-00-00.json").write_text(json.dumps(fresh))
+    group = write_report(sweep, tmp_path / "out")["groups"][0]
+    (section,) = group["downstream"]
+    assert (section["task"], section["metric"]) == ("next_line", "acc")
+    rows = {row["variant"]: row for row in section["rows"]}
+    assert rows["swiglu"]["mean"] == approx(sum(acc["swiglu"]) / 3) and "delta" not in rows["relu"]
+    raw = {v: paired_test(acc[v], acc["relu"])["p"] for v in ("swiglu", "geglu")}
+    assert rows["swiglu"]["delta"] == approx(0.0633333) and rows["swiglu"]["p"] == approx(raw["swiglu"])
+    assert [rows[v]["p_holm"] for v in ("swiglu", "geglu")] == [approx(p) for p in holm(list(raw.values()))]
+    markdown = (tmp_path / "out" / "comparison.md").read_text()
+    assert "### Downstream (lm-evaluation-harness)" in markdown and "| swiglu | 3 | 0.3733 |" in markdown
+    assert "sample_len" not in markdown

@@ -20,8 +20,8 @@ EVAL_DIR = "eval"
 
 
 def scores_of(run_path: Path) -> dict[str, dict[str, float]]:
-    """task -> metric -> score from the newest lm-eval results file per task under the run's eval/ (stderrs and
-    aliases left out)."""
+    """task -> metric -> score from the newest lm-eval results file per task under the run's eval/ (lm-eval's
+    `<metric>,<filter>` entries; stderrs, aliases and counts such as sample_len left out)."""
     found: dict[str, tuple[str, dict]] = {}
     for path in sorted((Path(run_path) / EVAL_DIR).rglob("results_*.json")):
         try:
@@ -31,8 +31,8 @@ def scores_of(run_path: Path) -> dict[str, dict[str, float]]:
         for task, metrics in results.items():
             if task not in found or path.name > found[task][0]:  # results_<ISO time>.json: the name orders them
                 found[task] = (path.name, metrics)
-    return {task: {key.split(",")[0]: float(value) for key, value in metrics.items()
-                   if isinstance(value, (int, float)) and "stderr" not in key}
+    return {task: {key.split(",")[0]: float(value) for key, value in metrics.items()  # "<metric>,<filter>" keys only
+                   if "," in key and isinstance(value, (int, float)) and "stderr" not in key}
             for task, (_, metrics) in sorted(found.items())}
 
 
