@@ -5,15 +5,21 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+comma := ,
 
 .PHONY: install demo train test test-slow test-bench test-eval test-container clean
 
+# A venv with ffnlab and the given extras: torch alone first, so that with 2.13.0 already present nothing after it asks
+# for a (multi-GB) CUDA build. $(call venv_with,DIR,EXTRAS)
+define venv_with
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet torch==2.13.0
+	$(1)/bin/python -m pip install --quiet -e ".[$(2)]"
+	touch $(1)/.installed
+endef
+
 $(INSTALLED): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	# torch alone first: with 2.13.0 already present, nothing below asks for a (multi-GB) CUDA build
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test]"
-	touch $@
+	$(call venv_with,$(VENV),test)
 
 install: $(INSTALLED)
 
@@ -32,10 +38,7 @@ test-slow: install
 # the benchmark's HF contender: transformers in a venv of its own (.venv-bench), so the main one stays without it
 BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet torch==2.13.0
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e ".[test,bench]"
-	touch $@
+	$(call venv_with,$(BENCH_VENV),test$(comma)bench)
 
 test-bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m pytest -q tests/test_bench.py $(PYTEST_ARGS)
@@ -43,10 +46,7 @@ test-bench: $(BENCH_VENV)/.installed
 # lm-evaluation-harness and HF export (the eval extra): a venv of their own too (.venv-eval); runs the eval-marked tests
 EVAL_VENV := .venv-eval
 $(EVAL_VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(EVAL_VENV)
-	$(EVAL_VENV)/bin/python -m pip install --quiet torch==2.13.0
-	$(EVAL_VENV)/bin/python -m pip install --quiet -e ".[test,eval]"
-	touch $@
+	$(call venv_with,$(EVAL_VENV),test$(comma)eval)
 
 test-eval: $(EVAL_VENV)/.installed
 	$(EVAL_VENV)/bin/python -m pytest -q -m eval $(PYTEST_ARGS)
