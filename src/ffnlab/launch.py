@@ -3,7 +3,7 @@
 A point gets its processes in one of three ways:
   - `single`: devices x num_nodes == 1, nothing to set up;
   - `spawn`: ffnlab starts them. This process is local rank 0 of its node (of node 0 unless NODE_RANK says
-    otherwise) and starts devices - 1 workers for this point alone (`python -m ffnlab.launch`), which run the
+    otherwise) and starts devices - 1 workers for this point alone (`python -m ffnlab.worker`), which run the
     point's resolved config and exit. Lightning's own launcher would re-run `sys.argv`, the whole multirun, in
     every child, and SIGKILL the sweep when a child fails;
   - `external`: torchrun or srun started every rank with the same command (a multirun runs in lockstep on every
@@ -178,7 +178,7 @@ class Point:
         for local_rank in range(1, world.local_size):
             env = {**os.environ, **common, "LOCAL_RANK": str(local_rank), "RANK": str(world.rank + local_rank),
                    WORKER_POINT: self.prefix, WORKER_CONFIG: config_json}
-            self.workers.append(subprocess.Popen([sys.executable, "-m", "ffnlab.launch"], env=env))
+            self.workers.append(subprocess.Popen([sys.executable, "-m", "ffnlab.worker"], env=env))
 
     # ------------------------------------------------------------------------------------------ failure
 
@@ -290,26 +290,3 @@ def point(trainer_cfg):
         raise
     finally:
         current.settle(failed)
-
-
-def _worker_main() -> int:
-    """A spawned worker: run the point's resolved config as this rank, then exit."""
-    from omegaconf import OmegaConf
-
-    from ffnlab.checkpoint import Interrupted
-    from ffnlab.train import run
-
-    logging.basicConfig(level=logging.INFO, format=f"[rank {os.environ['RANK']}] %(levelname)s %(message)s")
-    cfg = OmegaConf.create(json.loads(os.environ.pop(WORKER_CONFIG)))
-    try:
-        run(cfg)
-    except Interrupted as stop:
-        return stop.exit_code
-    except Exception as error:  # noqa: BLE001 - rank 0 records it; here one line is enough
-        log.error("%s: %s", type(error).__name__, error)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker_main())

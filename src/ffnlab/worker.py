@@ -1,0 +1,37 @@
+"""A spawned worker of a multi-process point (`python -m ffnlab.worker`, started by ffnlab.launch): run the point's
+resolved config as this rank, then exit. A module of its own so that ffnlab.launch, which ffnlab.train uses, never
+imports ffnlab.train (no import circle)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+from ffnlab.launch import WORKER_CONFIG
+
+log = logging.getLogger("ffnlab")
+
+
+def main() -> int:
+    """A spawned worker: run the point's resolved config as this rank, then exit."""
+    from omegaconf import OmegaConf
+
+    from ffnlab.checkpoint import Interrupted
+    from ffnlab.train import run
+
+    logging.basicConfig(level=logging.INFO, format=f"[rank {os.environ['RANK']}] %(levelname)s %(message)s")
+    cfg = OmegaConf.create(json.loads(os.environ.pop(WORKER_CONFIG)))
+    try:
+        run(cfg)
+    except Interrupted as stop:
+        return stop.exit_code
+    except Exception as error:  # noqa: BLE001 - rank 0 records it; here one line is enough
+        log.error("%s: %s", type(error).__name__, error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
