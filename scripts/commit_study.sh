@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copy a study's finished (and failed) run records, not checkpoints, into docs/results/<study>/runs/ and regenerate
 # its report there:
-#   bash scripts/commit_study.sh glu_variants_quick [outputs]
+#   bash scripts/commit_study.sh glu_variants_quick [outputs] [name in docs/results, default the study's]
 # The report in docs/results/<study>/ is then what `python scripts/compare.py docs/results/<study>/runs
 # --out docs/results/<study>` regenerates, byte for byte. Finished records already committed are kept; a later
 # sitting adds its points (sweeps skip finished points, so copy the committed runs back into outputs/ to resume).
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 study=$1
 outputs=${2:-${FFNLAB_OUTPUT_DIR:-outputs}}
 PY=${PY:-.venv/bin/python}
-dest=docs/results/$study
+dest=docs/results/${3:-$study}
 mkdir -p "$dest/runs"
 for run in "$outputs/$study"/*/; do
   name=$(basename "$run")
@@ -21,8 +21,14 @@ for run in "$outputs/$study"/*/; do
   for f in metrics.json config.yaml csv/metrics.csv; do
     [ -f "$run/$f" ] && cp "$run/$f" "$dest/runs/$name/$f"
   done
+  # lm-eval's results of the run (scripts/evaluate.py), not its per-request samples
+  for results in "$run"eval/*/results_*.json; do
+    [ -f "$results" ] || continue
+    mkdir -p "$dest/runs/$name/eval/$(basename "$(dirname "$results")")"
+    cp "$results" "$dest/runs/$name/eval/$(basename "$(dirname "$results")")/"
+  done
   # Paths are bookkeeping (not part of a run's identity): the committed record names this checkout's root <repo>
-  [ -f "$dest/runs/$name/config.yaml" ] && sed -i "s|$PWD|<repo>|g" "$dest/runs/$name/config.yaml"
+  grep -rlF "$PWD" "$dest/runs/$name" | xargs -r sed -i "s|$PWD|<repo>|g"
 done
-find "$dest" -maxdepth 1 -type f ! -name PLAN.md -delete  # the previous report: every file is regenerated
+find "$dest" -maxdepth 1 -type f ! -name PLAN.md ! -name README.md -delete  # the previous report (not its notes)
 "$PY" scripts/compare.py "$dest/runs" --out "$dest"
