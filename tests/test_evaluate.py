@@ -132,3 +132,25 @@ def test_evaluate_refuses_a_directory_that_is_neither_in_one_line(tmp_path):
     done = evaluate_cli(tmp_path, tmp_path / "out")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "neither an ffnlab run dir" in done.stderr
+
+
+def test_a_sweep_is_scored_run_by_run_and_a_rerun_skips_what_is_scored(swiglu_run, tmp_path):
+    """PATH a sweep dir: every finished run is scored into its own eval/, and scoring it again skips them, as a
+    re-run sweep skips its finished points (an unfinished run is not scored)."""
+    import shutil
+
+    sweep = tmp_path / "sweep"
+    for name in ("ffn=swiglu,seed=0", "ffn=swiglu,seed=1"):
+        shutil.copytree(swiglu_run, sweep / name, ignore=shutil.ignore_patterns("eval"))
+    unfinished = sweep / "ffn=swiglu,seed=2"
+    shutil.copytree(swiglu_run, unfinished, ignore=shutil.ignore_patterns("eval"))
+    (unfinished / "metrics.json").write_text(json.dumps({"status": "running"}))
+    command = [sys.executable, str(REPO / "scripts" / "evaluate.py"), str(sweep), "--tasks", "shakespeare_next_line",
+               "--limit", "8"]
+    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.count("results: ") == 2 and "skipped" not in first.stdout
+    assert [len(list((sweep / n / "eval").rglob("results_*.json"))) for n in ("ffn=swiglu,seed=0", "ffn=swiglu,seed=1")] == [1, 1]
+    assert not (unfinished / "eval").exists()
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("skipped") == 2 and "results: " not in again.stdout

@@ -203,11 +203,34 @@ def evaluate(path: Path, tasks: Iterable[str], num_fewshot: int | None = None, l
     return results
 
 
-def per_request_loglikelihoods(results: dict, task: str) -> list[float]:
-    """The log-likelihood of each request of a multiple-choice task, in document then choice order."""
-    rows = sorted(results["samples"][task], key=lambda sample: sample["doc_id"])
-    return [float(choice[0]) for sample in rows for choice in sample["filtered_resps"]]
+# ------------------------------------------------------------------------------------------------- a sweep
 
 
-def summary(results: dict) -> str:
-    return json.dumps(results.get("results", {}), indent=2, default=str)
+def finished_run_dirs(sweep: Path) -> list[Path]:
+    """The run dirs under `sweep` (at any depth) whose record says finished and that hold a checkpoint."""
+    found = []
+    for checkpoint in sorted(Path(sweep).rglob("checkpoints/last.ckpt")):
+        run_dir = checkpoint.parent.parent
+        try:
+            finished = json.loads((run_dir / "metrics.json").read_text()).get("status") == "finished"
+        except (OSError, ValueError):
+            finished = False
+        if finished:
+            found.append(run_dir)
+    return found
+
+
+def already_scored(run_dir: Path, tasks: Iterable[str], num_fewshot: int | None, limit: int | float | None) -> bool:
+    """Whether one results file under the run's eval/ holds every task at these settings (a sweep skips it, as a
+    re-run sweep skips its finished points)."""
+    wanted = set(tasks)
+    for path in (Path(run_dir) / "eval").rglob("results_*.json"):
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        shots = results.get("n-shot", {})
+        if (wanted <= set(results.get("results", {})) and results.get("config", {}).get("limit") == limit
+                and (num_fewshot is None or all(shots.get(task) == num_fewshot for task in wanted))):
+            return True
+    return False
