@@ -203,8 +203,3 @@ def read_header(path: Path) -> dict:
 def first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:160] if text else "no detail"
-
-
-def checkpoint_step(path: Path) -> int:
-    """The optimizer step a checkpoint was saved at, without reading its tensors into memory."""
-    return read_header(path)["step"]

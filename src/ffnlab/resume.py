@@ -36,18 +36,18 @@ RESUMABLE = ("running", "interrupted", "failed")
 
 
 def resumable_checkpoint(cfg: DictConfig, out_dir: Path, record: dict | None, identity: dict
-                         ) -> tuple[Path | None, str]:
-    """(the newest checkpoint of this unfinished run that loads, "") or (None, why the run starts from step 0).
-    Passing over a damaged generation is said in one warning line."""
+                         ) -> tuple[Path | None, int | None, str]:
+    """(the newest checkpoint of this unfinished run that loads, its step, "") or (None, None, why the run starts
+    from step 0). Passing over a damaged generation is said in one warning line."""
     checkpoints = Path(out_dir) / CHECKPOINT_DIR
     present = [checkpoints / name for name in GENERATIONS if (checkpoints / name).is_file()]
     if not present:
-        return None, "no checkpoint"
+        return None, None, "no checkpoint"
     if cfg.force or not cfg.resume:
-        return None, "force=true" if cfg.force else "resume=false"
+        return None, None, "force=true" if cfg.force else "resume=false"
     status = (record or {}).get("status")
     if record is not None and status not in RESUMABLE:
-        return None, f"the earlier attempt's record says {status}, not {' or '.join(RESUMABLE)}"
+        return None, None, f"the earlier attempt's record says {status}, not {' or '.join(RESUMABLE)}"
     damaged = []
     for path in present:
         try:
@@ -57,14 +57,14 @@ def resumable_checkpoint(cfg: DictConfig, out_dir: Path, record: dict | None, id
             continue
         why_not = _not_this_run(cfg, out_dir, record, identity, header)
         if why_not:
-            return None, why_not
+            return None, None, why_not
         if damaged:
             log.warning("%s: %s; resuming from %s (step %d)", out_dir, "; ".join(damaged), path.name, header["step"])
         elif record is None:
             log.warning("%s: no metrics.json; %s holds this run (its identity matches): resuming from step %d",
                         out_dir, path.name, header["step"])
-        return path, ""
-    return None, "; ".join(damaged) + ": no checkpoint loads"
+        return path, header["step"], ""
+    return None, None, "; ".join(damaged) + ": no checkpoint loads"
 
 
 def _not_this_run(cfg: DictConfig, out_dir: Path, record: dict | None, identity: dict, header: dict) -> str:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from ffnlab import launch
 from ffnlab.allocator import apply_allocator
 from ffnlab.budget import apply_budget, world_size
-from ffnlab.checkpoint import Interrupted, LastCheckpoint, checkpoint_step
+from ffnlab.checkpoint import Interrupted, LastCheckpoint
 from ffnlab.config import schema_defaults, to_dataclass
 from ffnlab.data import data_identity
 from ffnlab.diskfull import DiskFull
@@ -121,7 +121,7 @@ def build(cfg: DictConfig, out_dir: Path, start: Start) -> Built:
 
     # A resumed run continues its history: the CSV's earlier rows and its wandb run (by the id in the run record),
     # each step once (ffnlab.history).
-    history = History(out_dir, HISTORY_DIR, checkpoint_step(start.resume_from) if start.resume_from else None)
+    history = History(out_dir, HISTORY_DIR, start.resume_step)
     replayed = history.replayed()
     loggers = [history]
     for name, logger_cfg in (cfg.get("logger") or {}).items():
@@ -141,14 +141,15 @@ def build(cfg: DictConfig, out_dir: Path, start: Start) -> Built:
     return Built(datamodule, model_cfg, ffn_cfg, optim_cfg, stats, module, trainer, loggers, clock)
 
 
-def fit(cfg: DictConfig, built: Built, resume_from: Path | None) -> tuple[float, float]:
-    """Train to max_steps (from `resume_from`'s step when given); returns the final (validation, test) loss."""
+def fit(cfg: DictConfig, built: Built, start: Start) -> tuple[float, float]:
+    """Train to max_steps (from the checkpoint `start` names, when it names one); returns the final (validation,
+    test) loss."""
     trainer, module, datamodule = built.trainer, built.module, built.datamodule
     # After the Trainer exists: it sets the global rank that keeps non-zero ranks from logging.
     for logger in built.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True) | {"stats": built.stats})
+    resume_from, step = start.resume_from, start.resume_step
     if resume_from is not None:
-        step = checkpoint_step(resume_from)
         # Weights, optimizer, LR schedule and loop counters come from the checkpoint; the data position from the
         # step: the training stream is a pure function of (seed, global sample index).
         datamodule.start_sample = step * datamodule.batch_size * trainer.world_size * trainer.accumulate_grad_batches
@@ -223,18 +224,19 @@ class Start:
     identity: dict
     resume_from: Path | None
     wandb_id: str
+    resume_step: int | None = None  # the optimizer step resume_from holds (read once, by ffnlab.resume)
 
 
 def prepare_start(cfg: DictConfig, out_dir: Path, previous: dict | None) -> Start:
     """On rank 0 only: resume an unfinished identical run, or clear the run dir; the record says `running`."""
     identity = run_identity(cfg, data_identity(cfg.data))
-    resume_from, why_not = resumable_checkpoint(cfg, out_dir, previous, identity)
+    resume_from, resume_step, why_not = resumable_checkpoint(cfg, out_dir, previous, identity)
     wandb_id = (previous or {}).get("wandb_id") if resume_from else uuid.uuid4().hex[:12]
     if resume_from is None:
         start_fresh(cfg, out_dir, why_not)
     write_metrics(out_dir, {"status": "running", **identity, "ffn": cfg.ffn.name, "seed": cfg.seed,
                             "wandb_id": wandb_id})
-    return Start(identity, resume_from, wandb_id)
+    return Start(identity, resume_from, wandb_id, resume_step)
 
 
 def record_bad_setting(cfg: DictConfig, error: ConfigError) -> None:
@@ -295,7 +297,7 @@ def _locked_run(cfg: DictConfig, point: launch.Point, out_dir: Path, lock: RunLo
         point.start(OmegaConf.to_container(cfg, resolve=True))
         built = build(cfg, out_dir, start)
         built.module.attempt_started = started  # wall time counts this attempt whole, data preparation included
-        losses = fit(cfg, built, start.resume_from)
+        losses = fit(cfg, built, start)
         metrics = final_record(cfg, built, start.identity, losses, built.module.wall_s())
         metrics["wandb_id"] = start.wandb_id
         if point.rank == 0:
