@@ -242,9 +242,9 @@ def test_lr_sweep_picks_lr_by_validation_and_reports_test(lr_sweep):
 def test_plots_are_pngs(glu, lr_sweep, sweeps):
     expected = {
         sweeps / "glu_variants" / "report": [
-            "group1_val_curves", "group1_final_loss", "group1_families", "group2_final_loss", "group2_families"
+            "group1_val_curves", "group1_forest", "group1_families", "group2_forest", "group2_families"
         ],
-        sweeps / "lr_report": ["final_loss", "families", "loss_vs_lr"],
+        sweeps / "lr_report": ["forest", "families", "loss_vs_lr"],
     }
     for out_dir, names in expected.items():
         for name in names:
@@ -294,7 +294,8 @@ def test_committed_report_regenerates_byte_for_byte(study):
     root, _ = study
     committed = sorted(p.name for p in STUDY.iterdir() if p.is_file())
     assert committed == sorted(p.name for p in root.iterdir() if p.is_file())
-    assert {"comparison.md", "comparison.csv", "report.json", "val_curves.png", "loss_vs_lr.png"} <= set(committed)
+    assert {"comparison.md", "comparison.csv", "report.json", "val_curves.png", "forest.png", "loss_vs_lr.png"} \
+        <= set(committed)
     for name in committed:
         assert (root / name).read_bytes() == (STUDY / name).read_bytes(), name
     assert str(root) not in (root / "report.json").read_text()  # nothing of the machine

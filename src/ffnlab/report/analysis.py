@@ -9,6 +9,7 @@ import numpy as np
 
 from ffnlab.report.comparisons import Losses, gated_vs_ungated, vs_baseline
 from ffnlab.report.downstream import analyse_downstream
+from ffnlab.report.finetune import analyse_finetune
 from ffnlab.report.records import Group, Run
 from ffnlab.report.stacks import stack_summary
 from ffnlab.report.stats import ALPHA, median_std, pooled_std, sample_std, spearman
@@ -187,7 +188,8 @@ def analyse_group(group: Group) -> dict:
     by_variant = [list(losses[v].values()) for v in order]
     experiments = sorted({r.experiment for r in runs if r.experiment})
     # lm-eval scores of the runs at each variant's chosen LR, when scripts/evaluate.py has scored them
-    downstream = analyse_downstream(Group(group.index, group.setting, [r for rs in chosen.values() for r in rs]), order)
+    at_best_lr = Group(group.index, group.setting, [r for rs in chosen.values() for r in rs], group.finetune)
+    downstream = analyse_downstream(at_best_lr, order)
     return {
         "index": group.index,
         "setting": group.setting,
@@ -212,4 +214,6 @@ def analyse_group(group: Group) -> dict:
         "families": family_means(rows),
         "gated_minus_ungated": gated_vs_ungated(losses, choice.families),
         **({"downstream": downstream} if downstream else {}),
+        # a fine-tuning group's scores (its loss rows above are the fine-tune's validation loss); the key marks it
+        **({"finetune": analyse_finetune(at_best_lr, order)} if group.finetune else {}),
     }

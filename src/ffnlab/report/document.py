@@ -6,6 +6,8 @@ import pandas as pd
 
 from ffnlab.report.downstream import downstream_markdown
 from ffnlab.report.document_studies import factor_section, ladder_section
+from ffnlab.report.document_plots import forest_lines, plot_lines
+from ffnlab.report.finetune import SECTION_NOTE, finetune_markdown
 from ffnlab.report.stacks import describe
 from ffnlab.report.tables import (
     FAMILY_TEST_MD, NA, PAIRED_MD, Column, comparison_md, frames, loss, lr_md, markdown,
@@ -94,23 +96,25 @@ def _group(g: dict, differences: dict[str, list]) -> list[str]:
         f"variants ({', '.join(g['spearman_variants']) or 'none'}): {NA if rho is None else f'{rho:.3f}'}.",
         "",
     ]
+    lines += forest_lines(g)
     if g["lr_sweep"]:
         lines += ["### Every (variant, lr)", ""] + markdown(tables["lr_sweep"], lr_md(g["split"]))
     lines += _paired_section(g) + _family_section(g) + [POWER_NOTE, ""]
     lines += downstream_markdown(g.get("downstream", []))
-    lines += ["### Plots", ""] + [f"![{kind}]({name})" for kind, name in g["plots"].items()] + [""]
-    if "val_curves" not in g["plots"]:
-        lines += ["(No validation curves: no run in this group has val/loss in csv/metrics.csv.)", ""]
+    lines += finetune_markdown(g.get("finetune", []))
+    lines += plot_lines(g)
     return lines
 
 
 def render_markdown(report: dict) -> str:
     groups, problems, differences = report["groups"], report["problems"], report["group_differences"]
     n_diverged = sum(g["n_diverged"] for g in groups)
+    holds = report.get("sweep_dir_holds_report")  # a report.json from before the key: False
     lines = [
         "# FFN variant comparison" + (f": {', '.join(report['experiments'])}" if report["experiments"] else ""),
         "",
-        f"Run records `{report['sweep_dir']}`: {report['n_run_dirs']} run dirs, {sum(g['n_runs'] for g in groups)} "
+        f"Run records `{report['sweep_dir']}`{' (the directory holding this report)' if holds else ''}: "
+        f"{report['n_run_dirs']} run dirs, {sum(g['n_runs'] for g in groups)} "
         f"runs used in {len(groups)} group(s) ({n_diverged} of them diverged), "
         f"{len(problems) - n_diverged} not used (listed below).",
         "",
@@ -133,6 +137,8 @@ def render_markdown(report: dict) -> str:
         lines += ladder_section(ladder)
     if not groups:
         lines += ["No finished run to compare.", ""]
-    for g in groups:
+    for g in groups:  # pre-training groups first (ffnlab.report.records.group_by_setting), then fine-tuning ones
+        if g is next((h for h in groups if "finetune" in h), None):
+            lines += SECTION_NOTE
         lines += _group(g, differences)
     return "\n".join(lines)

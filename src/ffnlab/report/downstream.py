@@ -7,6 +7,7 @@ Holm family per task and metric, as for the loss: ffnlab.report.comparisons). Sc
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,13 @@ from ffnlab.report.variants import BASELINE
 
 EVAL_DIR = "eval"
 
+Scores = dict[str, dict[str, float]]  # task -> metric -> score
+Column = tuple[str, str, Callable[[dict], str]]  # an extra table column: title, alignment (---: or ---), cell text
+PAIRED_NOTE = (f"Δ vs {BASELINE} = variant − {BASELINE} paired by seed (higher is better), 95% interval, Holm-adjusted "
+               "p over the variants of each table (alpha 0.05).")
 
-def scores_of(run_path: Path) -> dict[str, dict[str, float]]:
+
+def scores_of(run_path: Path) -> Scores:
     """task -> metric -> score from the newest lm-eval results file per task under the run's eval/ (lm-eval's
     `<metric>,<filter>` entries; stderrs, aliases and counts such as sample_len left out)."""
     found: dict[str, tuple[str, dict]] = {}
@@ -39,7 +45,13 @@ def scores_of(run_path: Path) -> dict[str, dict[str, float]]:
 def analyse_downstream(group: Group, order: list[str]) -> list[dict]:
     """Per (task, metric): a row per variant (mean and std over seeds) and its paired test against the baseline.
     [] when no run of the group has eval results."""
-    scores = {id(run): scores_of(run.path) for run in group.runs if not run.diverged}
+    return score_sections(group, order, lambda run: scores_of(run.path))
+
+
+def score_sections(group: Group, order: list[str], scores_of_run: Callable[[Run], Scores]) -> list[dict]:
+    """Per (task, metric) any run has: a row per variant that has it (its n seeds, mean, std) and its paired test
+    against the baseline, one Holm family per (task, metric). Shared by lm-eval and fine-tuning scores."""
+    scores = {id(run): scores_of_run(run) for run in group.runs if not run.diverged}
     keys = sorted({(task, metric) for s in scores.values() for task, metrics in s.items() for metric in metrics})
     sections = []
     for task, metric in keys:
@@ -75,19 +87,26 @@ def downstream_markdown(sections: list[dict]) -> list[str]:
     if not sections:
         return []
     lines = ["### Downstream (lm-evaluation-harness)", "",
-             f"Scores of each run's checkpoint (scripts/evaluate.py, `eval/` in the run dir), mean and std over seeds; "
-             f"Δ vs {BASELINE} = variant − {BASELINE} paired by seed (higher is better), 95% interval, Holm-adjusted "
-             f"p over the variants of each table (alpha 0.05).", ""]
+             "Scores of each run's checkpoint (scripts/evaluate.py, `eval/` in the run dir), mean and std over seeds; "
+             + PAIRED_NOTE, ""]
     for section in sections:
-        lines += [f"**{section['task']}**, {section['metric']}:", "",
-                  f"| variant | seeds | mean | std | Δ vs {BASELINE} | 95% CI | p (Holm) | beyond noise |",
-                  "|---|---:|---:|---:|---:|---|---:|---|"]
-        for row in section["rows"]:
-            ci = ("n/a" if row.get("ci_low") is None else
-                  f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]") if "delta" in row else ""
-            delta = f"{row['delta']:+.4f}" if row.get("delta") is not None else ("" if "delta" not in row else "n/a")
-            verdict = {True: "yes", False: "no", None: "n/a"}[row.get("beyond_noise")] if "delta" in row else ""
-            lines.append(f"| {row['variant']} | {row['n_seeds']} | {row['mean']:.4f} | {_number(row['std'])} | "
-                         f"{delta} | {ci} | {_number(row.get('p_holm'), 3) if 'delta' in row else ''} | {verdict} |")
-        lines.append("")
+        lines += score_table(section)
     return lines
+
+
+def score_table(section: dict, digits: int = 4, extra: list[Column] = ()) -> list[str]:
+    """One (task, metric) as a markdown table, scores shown to `digits` places, `extra` columns at the right."""
+    d = digits
+    lines = [f"**{section['task']}**, {section['metric']}:", "",
+             f"| variant | seeds | mean | std | Δ vs {BASELINE} | 95% CI | p (Holm) | beyond noise |"
+             + "".join(f" {title} |" for title, _, _ in extra),
+             "|---|---:|---:|---:|---:|---|---:|---|" + "".join(f"{align}|" for _, align, _ in extra)]
+    for row in section["rows"]:
+        ci = ("n/a" if row.get("ci_low") is None else
+              f"[{row['ci_low']:+.{d}f}, {row['ci_high']:+.{d}f}]") if "delta" in row else ""
+        delta = f"{row['delta']:+.{d}f}" if row.get("delta") is not None else ("" if "delta" not in row else "n/a")
+        verdict = {True: "yes", False: "no", None: "n/a"}[row.get("beyond_noise")] if "delta" in row else ""
+        lines.append(f"| {row['variant']} | {row['n_seeds']} | {row['mean']:.{d}f} | {_number(row['std'], d)} | "
+                     f"{delta} | {ci} | {_number(row.get('p_holm'), 3) if 'delta' in row else ''} | {verdict} |"
+                     + "".join(f" {cell(row)} |" for _, _, cell in extra))
+    return lines + [""]

@@ -1,4 +1,9 @@
-"""PNG plots: of one group (validation curves, final-loss bars, family summary, loss vs LR) and of a ladder.
+"""PNG plots: of one group (validation curves, forest plot, family summary, loss vs LR) and of a ladder.
+
+The final loss of each variant has no chart of its own (there were bars, issue 25.4): what a reader compares is the
+difference from the baseline, which the forest plot draws with its paired interval. An interval per variant mean
+would be wider (the seed moves every variant alike, and pairing removes that) and would invite reading an overlap
+as "no difference"; the means themselves are in the comparison table.
 
 Figures are built with matplotlib's object API (no pyplot), which renders with Agg and keeps no
 global state between groups. They are drawn in matplotlib's default style (not a user's matplotlibrc) and
@@ -10,11 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.style
-import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from ffnlab.report.histories import read_history
-from ffnlab.report.variants import BASELINE
+from ffnlab.report.forest import plot_forest
+from ffnlab.report.histories import val_curves
 
 
 def _save(fig: Figure, path: Path) -> str:
@@ -23,44 +29,34 @@ def _save(fig: Figure, path: Path) -> str:
     return path.name
 
 
+def _save_if(fig: Figure | None, path: Path) -> str | None:
+    return None if fig is None else _save(fig, path)
+
+
 def plot_val_curves(result: dict, sweep_dir: Path, path: Path) -> str | None:
+    curves = val_curves(result["rows"], sweep_dir)
+    if not curves:
+        return None
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
-    drawn = 0
-    for row in result["rows"]:
-        histories = [h for h in (read_history(sweep_dir / d, "val/loss") for d in row["run_dirs"]) if h is not None]
-        if not histories:
+    colors = {v: f"C{i}" for i, v in enumerate(dict.fromkeys(c["variant"] for c in curves))}
+    for c in curves:
+        color = colors[c["variant"]]
+        if c["windows"] is None and len(c["steps"]) == 1:  # the whole split after fit's subsets: not joined to them
+            bar = [[c["mean"][0] - c["low"][0]], [c["high"][0] - c["mean"][0]]]
+            ax.errorbar(c["steps"], c["mean"], yerr=bar, fmt="D", color=color, mfc="white", capsize=3)
             continue
-        # Only steps every seed logged, so the mean at a step never mixes different sets of seeds.
-        table = pd.concat(histories, axis=1).dropna()
-        if table.empty:
-            continue
-        line = ax.plot(table.index, table.mean(axis=1), label=f"{row['variant']} (n={len(histories)})")[0]
-        ax.fill_between(table.index, table.min(axis=1), table.max(axis=1), color=line.get_color(), alpha=0.2)
-        drawn += 1
-    if not drawn:
-        return None
-    ax.set(xlabel="step", ylabel="validation loss (nats)", title="Validation loss: mean over seeds, band = min-max")
-    ax.legend(fontsize="small")
-    return _save(fig, path)
-
-
-def plot_final_bars(result: dict, path: Path) -> str:
-    rows = result["rows"]
-    means = [r["loss_mean"] for r in rows]
-    stds = [r["loss_std"] or 0.0 for r in rows]
-    fig = Figure(figsize=(max(5, 0.8 * len(rows) + 2), 4.5))
-    ax = fig.add_subplot()
-    family_color = {"gated": "tab:blue", "ungated": "tab:orange", "maxout": "tab:green"}
-    colors = ["tab:gray" if r["variant"] == BASELINE else family_color[r["family"]] for r in rows]
-    ax.bar([r["variant"] for r in rows], means, yerr=stds, capsize=4, color=colors)
-    low = min(m - s for m, s in zip(means, stds))
-    high = max(m + s for m, s in zip(means, stds))
-    pad = max(0.1 * (high - low), 1e-3)
-    ax.set_ylim(low - pad, high + pad)  # losses differ in the 2nd decimal; a zero baseline hides that
-    ax.set(ylabel=f"final {result['split']} loss (nats)", title="Final loss: mean ± std over seeds",
-           xlabel="gray = relu baseline, blue = gated, orange = ungated, green = maxout")
-    ax.tick_params(axis="x", rotation=45)
+        ax.plot(c["steps"], c["mean"], "--" if c["windows"] else "-", color=color)
+        ax.fill_between(c["steps"], c["low"], c["high"], color=color, alpha=0.2)
+    seeds = {v: max(c["n"] for c in curves if c["variant"] == v) for v in colors}
+    handles = [Patch(color=color, label=f"{v} (n={seeds[v]})") for v, color in colors.items()]
+    subsets = sorted({c["windows"] for c in curves if c["windows"]})
+    if subsets:  # what each mark scored, in the legend: the y values of the two kinds do not compare
+        handles += [Line2D([], [], color="black", ls="--", label=f"first {', '.join(map(str, subsets))} windows"),
+                    Line2D([], [], color="black", ls="", marker="D", mfc="white", label="final, whole split")]
+    ax.set(xlabel="optimizer step", ylabel="validation loss (nats)",
+           title="Validation loss: mean over seeds, band = min-max")
+    ax.legend(handles=handles, fontsize="small")
     return _save(fig, path)
 
 
@@ -112,7 +108,7 @@ def plot_group(result: dict, sweep_dir: Path, out_dir: Path, prefix: str) -> dic
     with matplotlib.style.context("default"):
         made = {
             "val_curves": plot_val_curves(result, sweep_dir, out_dir / f"{prefix}val_curves.png"),
-            "final_loss": plot_final_bars(result, out_dir / f"{prefix}final_loss.png"),
+            "forest": _save_if(plot_forest(result), out_dir / f"{prefix}forest.png"),
             "families": plot_families(result, out_dir / f"{prefix}families.png"),
             "loss_vs_lr": plot_loss_vs_lr(result, out_dir / f"{prefix}loss_vs_lr.png"),
         }

@@ -40,6 +40,7 @@ class Run:
     ffn: str | None = None  # the bare registry name (family, paper lookups); == variant when options are default
     diverged: str | None = None  # why, when the run diverged; its val_loss is then inf and test_loss None
     family: str | None = None  # gated | ungated | maxout, as its record states (ffnlab.report.variants)
+    finetune: bool = False  # a fine-tuning run: its record has `downstream` (scores; ffnlab.report.finetune)
 
 
 @dataclass
@@ -51,11 +52,13 @@ class Problem:
 
 @dataclass
 class Group:
-    """Runs whose `setting` dicts are equal; the only runs that may be compared with each other."""
+    """Runs whose `setting` dicts are equal, all pre-training or all fine-tuning; the only runs that may be compared
+    with each other."""
 
     index: int  # 1-based, as the report names it
     setting: dict
     runs: list[Run]
+    finetune: bool = False
 
 
 def find_run_dirs(sweep_dir: Path, exclude: Path | None = None) -> list[Path]:
@@ -150,6 +153,7 @@ def load_run(path: Path, run_dir: str) -> Run | Problem:
         ffn=str(ffn),
         diverged=diverged,
         family=family_of_record(metrics, str(ffn)),
+        finetune="downstream" in metrics,
     )
 
 
@@ -168,7 +172,7 @@ def load_sweep(sweep_dir: Path, exclude: Path | None = None) -> tuple[list[Run],
         if isinstance(loaded, Problem):
             problems.append(loaded)
             continue
-        point = (setting_key(loaded.setting), loaded.variant, loaded.lr, loaded.seed)
+        point = (loaded.finetune, setting_key(loaded.setting), loaded.variant, loaded.lr, loaded.seed)
         if point in seen:
             # Counting one point twice would shrink the std and break seed pairing; keep the first.
             reason = f"same setting, variant, lr and seed as {seen[point]}"
@@ -182,10 +186,13 @@ def load_sweep(sweep_dir: Path, exclude: Path | None = None) -> tuple[list[Run],
 
 
 def group_by_setting(runs: list[Run]) -> list[Group]:
-    by_key: dict[str, list[Run]] = {}
+    """Pre-training groups first, then fine-tuning ones. The stage is part of the key even where a setting is the
+    same: a fine-tune's loss is on another objective and data, never pooled with a pre-training loss."""
+    by_key: dict[tuple[bool, str], list[Run]] = {}
     for run in runs:
-        by_key.setdefault(setting_key(run.setting), []).append(run)
-    return [Group(i, group_runs[0].setting, group_runs) for i, (_, group_runs) in enumerate(sorted(by_key.items()), 1)]
+        by_key.setdefault((run.finetune, setting_key(run.setting)), []).append(run)
+    return [Group(i, group_runs[0].setting, group_runs, finetune)
+            for i, ((finetune, _), group_runs) in enumerate(sorted(by_key.items()), 1)]
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -213,10 +220,12 @@ def differing_keys(a: dict, b: dict) -> list[str]:
 
 
 def setting_differences(groups: list[Group]) -> dict[str, list]:
-    """Setting keys (dotted) whose values are not the same in every group -> the value in each group."""
+    """Setting keys (dotted) whose values are not the same in every group -> the value in each group; first `stage`
+    (pre-training | fine-tuning) when groups of both stages are there."""
     flats = [_flatten(g.setting) for g in groups]
     keys = sorted(set().union(*flats)) if flats else []
-    diffs = {}
+    stages = ["fine-tuning" if g.finetune else "pre-training" for g in groups]
+    diffs = {"stage": stages} if len(set(stages)) > 1 else {}
     for key in keys:
         values = [flat.get(key, ABSENT) for flat in flats]
         if any(v != values[0] for v in values):

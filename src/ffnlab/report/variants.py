@@ -1,4 +1,4 @@
-"""What the report knows about variants: the baseline, the families and the paper's numbers.
+"""What the report knows about variants: the baseline, the families and the paper's log-ppl (ffnlab.report.paper).
 
 A run's family (gated, ungated, maxout) comes from its record (`ffn_variant`, written from the registry
 ffnlab.variants at training time); a record from before that field falls back to the same registry, which imports no
@@ -7,15 +7,10 @@ torch. There is no second list of gated variants here.
 
 from __future__ import annotations
 
+from ffnlab.report.paper import PAPER_LOG_PPL
 from ffnlab.variants import VARIANTS
 
 BASELINE = "relu"
-
-# Shazeer 2020, "GLU Variants Improve Transformer", Table 1: log-perplexity on C4 after 65,536 steps.
-PAPER_LOG_PPL = {
-    "relu": 1.997, "gelu": 1.983, "swish": 1.994, "glu": 1.982,
-    "bilinear": 1.960, "reglu": 1.953, "geglu": 1.942, "swiglu": 1.944,
-}
 
 FAMILIES = ("gated", "ungated", "maxout")
 _FAMILY_OF_KIND = {"gated": "gated", "plain": "ungated", "maxout": "maxout"}
