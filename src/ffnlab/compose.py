@@ -20,6 +20,8 @@ def vocab_size_of(cfg: DictConfig) -> int:
     """model.vocab_size, else the tokenizer's: BPE's target size, or the char vocab read from the data."""
     if cfg.model.vocab_size is not None:
         return cfg.model.vocab_size
+    if cfg.get("finetune") is not None:  # the pre-training run's tokenizer: its record says the size
+        return finetune_vocab_size(cfg)
     if cfg.data.tokenizer == "bpe":
         return cfg.data.vocab_size
     from hydra.utils import instantiate
@@ -28,6 +30,17 @@ def vocab_size_of(cfg: DictConfig) -> int:
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule.vocab_size
+
+
+def finetune_vocab_size(cfg: DictConfig) -> int:
+    from ffnlab.downstream.finetune import init_run
+    from ffnlab.errors import ConfigError
+
+    try:
+        return int(init_run(cfg).record["setting"]["model.vocab_size"])
+    except ConfigError as error:
+        raise ConfigError(f"a fine-tune's vocabulary is its pre-training run's, and {error}; or give it: "
+                          "model.vocab_size=N (glu_variants: 32768)") from None
 
 
 def model_config(cfg: DictConfig):

@@ -176,8 +176,9 @@ def solve_ffn_hidden(cfg: FFNConfig, d_model: int) -> int:
 
 # --------------------------------------------------------------------------- module
 class FeedForward(nn.Module):
-    def __init__(self, cfg: FFNConfig, d_model: int, hidden: int):
+    def __init__(self, cfg: FFNConfig, d_model: int, hidden: int, dropout: float = 0.0):
         super().__init__()
+        self.dropout = dropout  # on the hidden layer, as T5's DenseReluDense (fine-tuning: model.dropout)
         variant = get_variant(cfg.name)
         for act in (variant.activation, variant.up_activation):
             if act not in ACTIVATIONS:
@@ -199,5 +200,7 @@ class FeedForward(nn.Module):
             h = h.unflatten(-1, (self.n_in, self.hidden)).amax(dim=-2)
         else:
             h = self.act(h)
+        if self.dropout and self.training:
+            h = F.dropout(h, self.dropout, training=True)
         return self.w_out(h)
 

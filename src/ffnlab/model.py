@@ -39,12 +39,19 @@ class ModelConfig:
     norm_eps: float = 1e-6
     init: str = "gpt2"  # gpt2 | t5 (init_weights)
     init_std: float = 0.02  # gpt2 only
+    # Fine-tuning's regularisation (the paper's 0.1; ffnlab.downstream.finetune): dropped at this rate while training
+    # are the embedding's output, each sublayer's output before its residual add, the FFN hidden, the attention
+    # probabilities and the final norm's output, where Mesh-TF T5 drops them. null (pre-training): no dropout, and the
+    # key stays out of identities and settings (setting_of leaves null keys out).
+    dropout: float | None = None
 
     def __post_init__(self):
         if self.init not in INITS:
             raise ConfigError(f"model.init={self.init!r} is not accepted; use one of: {', '.join(INITS)}")
         if self.n_kv_heads is None:
             self.n_kv_heads = self.n_heads
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout={self.dropout} is not accepted; give null (none) or a rate in [0, 1)")
         for key in ("d_model", "n_layers", "n_heads", "n_kv_heads", "seq_len"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"model.{key}={getattr(self, key)} must be a positive integer")
@@ -82,12 +89,18 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).to(x.dtype)
 
 
+def dropout(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """F.dropout, skipped at rate 0: a pre-training run's numbers stay bit-identical to before dropout existed."""
+    return F.dropout(x, rate, training) if rate and training else x
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.wqkv = nn.Linear(cfg.d_model, (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.dropout = cfg.dropout or 0.0
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
@@ -98,7 +111,8 @@ class Attention(nn.Module):
         k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_heads != self.n_heads)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_heads != self.n_heads,
+                                           dropout_p=self.dropout if self.training else 0.0)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -108,11 +122,12 @@ class Block(nn.Module):
         self.attn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.attn = Attention(cfg)
         self.ffn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.ffn = FeedForward(ffn_cfg, cfg.d_model, ffn_hidden)
+        self.ffn = FeedForward(ffn_cfg, cfg.d_model, ffn_hidden, dropout=cfg.dropout or 0.0)
+        self.dropout = cfg.dropout or 0.0
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin)
-        return x + self.ffn(self.ffn_norm(x))
+        x = x + dropout(self.attn(self.attn_norm(x), cos, sin), self.dropout, self.training)
+        return x + dropout(self.ffn(self.ffn_norm(x)), self.dropout, self.training)
 
 
 class Transformer(nn.Module):
@@ -152,10 +167,11 @@ class Transformer(nn.Module):
         here, inside the model's forward, so a sharded (FSDP) head is gathered while it is used."""
         if idx.shape[1] > self.cfg.seq_len:
             raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds model.seq_len={self.cfg.seq_len}")
-        x = self.embed(idx)
+        rate = self.cfg.dropout or 0.0
+        x = dropout(self.embed(idx), rate, self.training)
         for block in self.blocks:
             x = block(x, self.rope_cos, self.rope_sin)
-        x = self.norm(x)
+        x = dropout(self.norm(x), rate, self.training)
         x = x * self.head_input_scale if self.head_input_scale != 1.0 else x
         if targets is None:
             return self.head(x)

@@ -59,6 +59,11 @@ BOOKKEEPING_KEYS = (
     "data.test_files",
     "peak_flops",  # the denominator of MFU
     "cpu_keep_freed_memory",  # where freed memory goes (ffnlab.allocator), not the values computed
+    # A fine-tune's inputs are identified by content (ffnlab.downstream.finetune.input_identity): the pre-training
+    # run by its identity, local task files by their hashes; where they lie is bookkeeping.
+    "finetune.init_from",
+    "data.local_dir",
+    "data.task_options.shakespeare_speaker.files",
 )
 
 # Keys added to the config after runs had already recorded their value elsewhere in the record: a record whose

@@ -29,8 +29,8 @@ def unreadable(path: Path, error: Exception) -> str:
             "damaged one (a resumed run continues from the previous good last.ckpt)")
 
 
-def load_checkpoint(path: str | Path) -> tuple[Transformer, object]:
-    """(model in eval mode, tokenizer) from a `last.ckpt` written by ffnlab.train."""
+def read_checkpoint(path: str | Path) -> dict:
+    """A `last.ckpt` written by ffnlab.train, as plain tensors and values (never objects that would run code)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}; runs keep theirs at <run dir>/checkpoints/last.ckpt")
@@ -44,12 +44,21 @@ def load_checkpoint(path: str | Path) -> tuple[Transformer, object]:
         raise ValueError(f"{path} {unreadable(path, error)}") from None
     if not isinstance(checkpoint, dict) or "ffnlab_model_config" not in checkpoint:
         raise ValueError(f"{path} is not an ffnlab checkpoint (it holds no ffnlab_model_config); {ACCEPTED}")
+    return checkpoint
+
+
+def model_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The Transformer's state dict from a checkpoint's (the LightningModule's `model.` prefix and torch.compile's
+    `_orig_mod.` removed)."""
+    return {key.removeprefix("model.").replace("_orig_mod.", ""): value
+            for key, value in checkpoint["state_dict"].items()}
+
+
+def load_checkpoint(path: str | Path) -> tuple[Transformer, object]:
+    """(model in eval mode, tokenizer) from a `last.ckpt` written by ffnlab.train."""
+    checkpoint = read_checkpoint(path)
     model = Transformer(ModelConfig(**checkpoint["ffnlab_model_config"]), FFNConfig(**checkpoint["ffnlab_ffn_config"]))
-    state = {
-        key.removeprefix("model.").replace("_orig_mod.", ""): value
-        for key, value in checkpoint["state_dict"].items()
-    }
-    model.load_state_dict(state)
+    model.load_state_dict(model_weights(checkpoint))
     return model.eval(), load_tokenizer_from_json(checkpoint["ffnlab_tokenizer"])
 
 

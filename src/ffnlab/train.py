@@ -62,11 +62,11 @@ def build_model_config(cfg: DictConfig, vocab_size: int) -> ModelConfig:
     return ModelConfig(**fields)
 
 
-def instantiate_data(data_cfg: DictConfig):
+def instantiate_data(data_cfg: DictConfig, **given):
     """The data module; its own ConfigError (a missing or empty file...) is raised as itself, not inside
     Hydra's InstantiationException, so train.py can report it in one line."""
     try:
-        return instantiate(data_cfg)
+        return instantiate(data_cfg, **given)
     except InstantiationException as error:
         if isinstance(error.__cause__, ConfigError):
             raise error.__cause__ from None
@@ -86,12 +86,22 @@ class Built:
     trainer: L.Trainer
     loggers: list
     clock: TrainClock
+    init: object | None = None  # a fine-tune's pre-training run (ffnlab.downstream.finetune.InitRun)
+
+
+def input_identity(cfg: DictConfig) -> dict:
+    """The identity of what a run reads: its data, or for a fine-tune its tasks and the run it starts from."""
+    if cfg.get("finetune") is not None:
+        from ffnlab.downstream import finetune  # fine-tune runs only
+
+        return finetune.input_identity(cfg)
+    return data_identity(cfg.data)
 
 
 def reuse_finished(cfg: DictConfig, out_dir: Path, record: dict) -> float:
     """A finished run is returned only when it is this run (config hash, data identity, results format);
     otherwise the point refuses in one line and leaves the record as it is."""
-    check_same_run(out_dir, record, run_identity(cfg, data_identity(cfg.data)), cfg, schema_defaults())
+    check_same_run(out_dir, record, run_identity(cfg, input_identity(cfg)), cfg, schema_defaults())
     log.info("%s already finished (val_loss %.4f): skipping; force=true re-runs it", out_dir, record["val_loss"])
     return record["val_loss"]
 
@@ -100,17 +110,30 @@ def build(cfg: DictConfig, out_dir: Path, start: Start) -> Built:
     L.seed_everything(cfg.seed, workers=True)
     ffn_cfg = to_dataclass(FFNConfig, cfg.ffn)
     optim_cfg = to_dataclass(OptimConfig, cfg.optim)
-    datamodule = instantiate_data(cfg.data)
+    init = checkpoint = None
+    if cfg.get("finetune") is not None:  # the pre-training run's tokenizer and weights (ffnlab.downstream.finetune)
+        from ffnlab.downstream import finetune
+
+        init = finetune.init_run(cfg)
+        checkpoint = finetune.load(init)
+    datamodule = instantiate_data(cfg.data, **({"tokenizer_json": checkpoint["ffnlab_tokenizer"]} if init else {}))
     datamodule.prepare_data()
     datamodule.setup("fit")
     accumulate = int(cfg.trainer.get("accumulate_grad_batches", 1) or 1)
     datamodule.check_budget(cfg.trainer.max_steps * datamodule.batch_size * world_size(cfg.trainer) * accumulate)
     model_cfg = build_model_config(cfg, datamodule.vocab_size)
+    if init is not None:
+        finetune.check_same_model(checkpoint, model_cfg, ffn_cfg)
     stats = model_stats(model_cfg, ffn_cfg)
     log.info("ffn=%s seed=%s %s", variant_label(ffn_cfg), cfg.seed, " ".join(f"{k}={v:,}" for k, v in stats.items()))
 
     module = LanguageModel(model_cfg, ffn_cfg, optim_cfg, seed=cfg.seed, max_steps=cfg.trainer.max_steps,
                            loss_chunk_tokens=cfg.get("loss_chunk_tokens"), compile_blocks=bool(cfg.torch_compile))
+    if init is not None and start.resume_from is None:  # a resumed fine-tune's weights come from its own checkpoint
+        from ffnlab.sampling import model_weights
+
+        module.model.load_state_dict(model_weights(checkpoint))
+        log.info("fine-tuning from %s", init.path)
     module.extra_checkpoint_state = {  # a checkpoint is self-contained: scripts/sample.py needs nothing else
         "ffnlab_config": OmegaConf.to_container(cfg, resolve=True),
         "ffnlab_model_config": dataclasses.asdict(model_cfg),
@@ -138,7 +161,7 @@ def build(cfg: DictConfig, out_dir: Path, start: Start) -> Built:
     # under gradient accumulation (it validated mid-step, `accumulate` times too often).
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=out_dir,
                           val_check_interval=cfg.trainer.val_check_interval * accumulate)
-    return Built(datamodule, model_cfg, ffn_cfg, optim_cfg, stats, module, trainer, loggers, clock)
+    return Built(datamodule, model_cfg, ffn_cfg, optim_cfg, stats, module, trainer, loggers, clock, init)
 
 
 def fit(cfg: DictConfig, built: Built, start: Start) -> tuple[float, float]:
@@ -166,6 +189,15 @@ def fit(cfg: DictConfig, built: Built, start: Start) -> tuple[float, float]:
         val_loss = trainer.validate(module, datamodule=datamodule, verbose=False)[0]["val/loss"]
     test_loss = trainer.test(module, datamodule=datamodule, verbose=False)[0]["test/loss"]
     return val_loss, test_loss
+
+
+def downstream(built: Built) -> dict:
+    """A fine-tune's record field: its evaluation sets decoded and scored (every rank decodes alike: under FSDP each
+    forward is a collective), with the run it started from."""
+    from ffnlab.downstream import finetune
+
+    context = built.trainer.precision_plugin.forward_context()
+    return finetune.downstream_record(built.init, finetune.score(built.module.model, built.datamodule, context))
 
 
 def launch_settings(trainer: L.Trainer) -> dict:
@@ -212,7 +244,7 @@ def final_record(cfg: DictConfig, built: Built, identity: dict, losses: tuple[fl
         "stack": software_stack(module.device),
         "setting": comparison_setting(
             cfg, dataclasses.asdict(built.model_cfg), datamodule.data_hash, launch_settings(trainer)
-        ),
+        ) | ({"init_setting": built.init.setting_digest()} if built.init is not None else {}),
         "setting_format": SETTING_FORMAT,
     }
 
@@ -229,7 +261,7 @@ class Start:
 
 def prepare_start(cfg: DictConfig, out_dir: Path, previous: dict | None) -> Start:
     """On rank 0 only: resume an unfinished identical run, or clear the run dir; the record says `running`."""
-    identity = run_identity(cfg, data_identity(cfg.data))
+    identity = run_identity(cfg, input_identity(cfg))
     resume_from, resume_step, why_not = resumable_checkpoint(cfg, out_dir, previous, identity)
     wandb_id = (previous or {}).get("wandb_id") if resume_from else uuid.uuid4().hex[:12]
     if resume_from is None:
@@ -257,6 +289,10 @@ def run(cfg: DictConfig) -> float:
     Every rank of the point calls it (ffnlab.launch); rank 0 decides and writes, the others follow."""
     try:
         validate(cfg)
+        if cfg.get("finetune") is not None:  # the run it starts from is finished (one line otherwise), before any work
+            from ffnlab.downstream.finetune import init_run
+
+            init_run(cfg)
         apply_budget(cfg)
         apply_threads(cfg)
         apply_allocator(cfg)
@@ -298,7 +334,10 @@ def _locked_run(cfg: DictConfig, point: launch.Point, out_dir: Path, lock: RunLo
         built = build(cfg, out_dir, start)
         built.module.attempt_started = started  # wall time counts this attempt whole, data preparation included
         losses = fit(cfg, built, start)
+        scores = downstream(built) if built.init is not None else None
         metrics = final_record(cfg, built, start.identity, losses, built.module.wall_s())
+        if scores is not None:
+            metrics["downstream"] = scores
         metrics["wandb_id"] = start.wandb_id
         if point.rank == 0:
             write_metrics(out_dir, metrics)

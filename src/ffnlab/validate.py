@@ -94,6 +94,7 @@ def validate(cfg: DictConfig) -> None:
         if isinstance(cfg.get(group), DictConfig):
             check_target_keys(group, cfg[group])
     check_loggers(cfg.get("logger"))
+    check_finetune(cfg)
     for key, (check, accepted) in CHECKS.items():
         value = OmegaConf.select(cfg, key, default="<absent>")
         if isinstance(value, str) and value == "<absent>":
@@ -130,6 +131,28 @@ def check_target_keys(group: str, node: DictConfig) -> None:
     accepted = target_keys(target) if isinstance(target, str) else None
     if accepted is not None:
         check_keys(group, [key for key in node.keys() if key not in HYDRA_KEYS], accepted)
+
+
+FINETUNE_KEYS = ("init_from",)
+
+
+def check_finetune(cfg: DictConfig) -> None:
+    """A fine-tune (the `finetune` block) reads a text-to-text mixture and starts from a finished run; a mixture is
+    read by fine-tunes only."""
+    from ffnlab.config import check_keys
+
+    stage, mixture = cfg.get("finetune"), cfg.get("data") is not None and "tasks" in cfg.data
+    if stage is None:
+        if mixture:
+            raise ConfigError("this data config is a fine-tuning mixture (data.tasks): it needs a run to start from; "
+                              "use experiment=finetune_quick or experiment=glue_finetune with finetune.init_from=RUN_DIR")
+        return
+    if not isinstance(stage, DictConfig):
+        raise ConfigError(f"finetune={stage!r} is not accepted; give null (pre-training) or finetune.init_from=RUN_DIR")
+    check_keys("finetune", stage.keys(), FINETUNE_KEYS)
+    if not mixture:
+        raise ConfigError("a fine-tune reads a text-to-text mixture (data.tasks), not a text corpus; use "
+                          "data=shakespeare_speaker or data=glue_mixture (experiment=finetune_quick / glue_finetune)")
 
 
 def check_loggers(loggers) -> None:
