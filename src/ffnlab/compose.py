@@ -39,8 +39,8 @@ def finetune_vocab_size(cfg: DictConfig) -> int:
     try:
         return int(init_run(cfg).record["setting"]["model.vocab_size"])
     except ConfigError as error:
-        raise ConfigError(f"a fine-tune's vocabulary is its pre-training run's, and {error}; or give it: "
-                          "model.vocab_size=N (glu_variants: 32768)") from None
+        raise ConfigError(f"a fine-tune's vocabulary is the one of the run it starts from, read from its record: "
+                          f"{error}; or give it as model.vocab_size=N (glu_variants: 32768)") from None
 
 
 def model_config(cfg: DictConfig):
