@@ -315,3 +315,37 @@ def test_speaker_options_are_checked():
         make_task("shakespeare_speaker", split_fractions=[0.9, 0.2])
     with pytest.raises(DataConfigError, match="not a non-empty file"):
         make_task("shakespeare_speaker", files=["/nonexistent/input.txt"])
+
+
+def test_a_hub_task_reads_the_commit_its_identity_names(tmp_path, monkeypatch):
+    """Without local_dir a task reads the hub through datasets.load_dataset, at the commit its revision resolves to
+    (here from a hub-shaped HF cache, offline), and that commit is in the task's source (the fine-tune's identity).
+    `datasets` cannot read an HF hub cache offline (tests/test_hub_provenance.py), so load_dataset serves the local
+    parquet rows of the commit asked for."""
+    import datasets
+    import huggingface_hub.constants
+
+    from ffnlab.downstream import hub_task
+
+    sha = "c" * 40
+    repo = tmp_path / "hub" / "datasets--nyu-mll--glue"
+    (repo / "snapshots" / sha / "cola").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    hub_task._resolved.cache_clear()
+    expected = local("glue_cola").examples("validation")
+    asked = []
+
+    def load_dataset(path, name=None, split=None, revision=None, **_):
+        asked.append((path, name, split, revision))
+        files = sorted(str(p) for p in (HUB / path / name).glob(f"{split}-*.parquet"))
+        return datasets.Dataset.from_parquet(files)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    task = make_task("glue_cola")
+    assert task.source()["resolved_revision"] == sha
+    assert task.examples("validation") == expected
+    assert asked == [("nyu-mll/glue", "cola", "validation", sha)]
+    hub_task._resolved.cache_clear()

@@ -8,6 +8,7 @@ the offline route, and the one the tests take (tests/assets/hub).
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 from collections.abc import Callable, Hashable, Sequence
@@ -17,6 +18,13 @@ from unittest import mock
 from ffnlab.downstream.example import Example
 from ffnlab.errors import DataConfigError
 from ffnlab.store import file_sha256
+
+@functools.cache
+def _resolved(hub_path: str, revision: str | None) -> str | None:
+    from ffnlab.corpus import resolve_hub_revision
+
+    return resolve_hub_revision(hub_path, revision)
+
 
 Formatter = Callable[[dict, bool], list[Example]]  # (row, is the train split) -> the row's examples
 Scorer = Callable[[Sequence[str], Sequence[Example]], dict[str, float]]
@@ -55,8 +63,9 @@ class HubRows:
                 files = self.local_files(split)
                 with mock.patch.object(datasets.config, "HF_UPDATE_DOWNLOAD_COUNTS", False):
                     rows = datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=True)
-            else:
-                rows = datasets.load_dataset(self.hub_path, self.hub_name, split=split, revision=self.revision)
+            else:  # at the commit the identity names, not at a branch that may have moved since
+                rows = datasets.load_dataset(self.hub_path, self.hub_name, split=split,
+                                             revision=self.resolved_revision() or self.revision)
             return list(rows)
         except ConnectionError as error:  # offline (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE) and not in the HF cache
             raise DataConfigError(
@@ -68,11 +77,16 @@ class HubRows:
                 raise DataConfigError(f"{self.label()}: no split {split!r} ({error})") from None
             raise
 
+    def resolved_revision(self) -> str | None:
+        """The commit `revision` names (ffnlab.corpus.resolve_hub_revision: the hub, else the HF cache; None when
+        neither says, offline with nothing cached, where reading fails in one line anyway)."""
+        return _resolved(self.hub_path, self.revision)
+
     def source(self, splits: Sequence[str]) -> dict:
         """The hub config and revision asked for, or for local rows each file read and its sha256."""
         identity = {"hub_path": self.hub_path, "hub_name": self.hub_name}
         if self.local_dir is None:
-            return identity | {"revision": self.revision}
+            return identity | {"revision": self.revision, "resolved_revision": self.resolved_revision()}
         root = os.path.join(os.path.expanduser(self.local_dir), self.hub_path)
         files = {os.path.relpath(path, root): file_sha256(path) for split in splits for path in self.local_files(split)}
         return identity | {"files": files}
