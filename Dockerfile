@@ -1,4 +1,4 @@
-# ffnlab for GPU clusters. Build and run (README, "Containers"):
+# ffnlab for GPU clusters. Build and run (docs/containers.md):
 #   docker build -t ffnlab .
 #   docker run --rm --gpus all --ipc=host -v "$PWD/work":/workspace ffnlab -m experiment=glu_variants
 # Any uid can run it with a read-only root: everything it writes goes under /workspace (mount a volume there).

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_compiled_run_finishes_and_its_checkpoint_loads_uncompiled(compose_tiny, tmp_path):
-    """With fused AdamW too: the fast setting for long CPU runs at larger shapes (README, Throughput)."""
+    """With fused AdamW too: the fast setting for long CPU runs at larger shapes (docs/throughput.md)."""
     out = tmp_path / "compiled"
     run(compose_tiny(out, "torch_compile=true", "optim.fused=true", "trainer.max_steps=4",
                      "trainer.val_check_interval=2"))
