@@ -63,6 +63,14 @@ def test_sweep_run_dirs_are_named_by_their_overrides(sweep):
         assert (sweep_dir / name / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_a_sweep_ends_each_point_with_one_summary_line(sweep):
+    _, done = sweep
+    output = done.stdout + done.stderr
+    assert output.count("finished: val_loss") == 4, output[-3000:]
+    # Lightning's records are printed by Hydra's handlers only, not a second time by Lightning's ("INFO: ...").
+    assert not [line for line in output.splitlines() if line.startswith("INFO: ")], output[-3000:]
+
+
 def test_report_compares_two_variants_over_two_seeds(sweep):
     sweep_dir, _ = sweep
     report = build_report(sweep_dir)

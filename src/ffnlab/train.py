@@ -20,6 +20,7 @@ from ffnlab import launch
 from ffnlab.allocator import apply_allocator
 from ffnlab.budget import apply_budget, world_size
 from ffnlab.checkpoint import Interrupted, LastCheckpoint
+from ffnlab.console import quiet_third_parties, summary
 from ffnlab.config import schema_defaults, to_dataclass
 from ffnlab.data import data_identity
 from ffnlab.diskfull import DiskFull
@@ -30,6 +31,7 @@ from ffnlab.history import History, skip_replayed
 from ffnlab.model import ModelConfig
 from ffnlab.module import LanguageModel
 from ffnlab.optim import OptimConfig
+from ffnlab.progress import StepProgressBar
 from ffnlab.record import (
     SETTING_FORMAT,
     check_same_run,
@@ -157,6 +159,8 @@ def build(cfg: DictConfig, out_dir: Path, start: Start) -> Built:
     # Divergence first: a non-finite loss stops the run before a checkpoint of its weights is saved.
     clock = TrainClock(stats["flops_per_token"], cfg.trainer.log_every_n_steps, cfg.get("peak_flops"))
     callbacks = [DivergenceCheck(cfg.trainer.log_every_n_steps), clock, checkpoint]
+    if cfg.trainer.get("enable_progress_bar") is not False:  # Lightning's default (null) is a bar too
+        callbacks.append(StepProgressBar())
     # trainer.val_check_interval counts optimizer steps; Lightning counts training batches, which are micro-batches
     # under gradient accumulation (it validated mid-step, `accumulate` times too often).
     trainer = instantiate(cfg.trainer, logger=loggers, callbacks=callbacks, default_root_dir=out_dir,
@@ -287,6 +291,7 @@ def record_bad_setting(cfg: DictConfig, error: ConfigError) -> None:
 def run(cfg: DictConfig) -> float:
     """Train one run and write its record; returns the final validation loss (what sweepers minimise).
     Every rank of the point calls it (ffnlab.launch); rank 0 decides and writes, the others follow."""
+    quiet_third_parties()  # every training process comes through here (ffnlab.console)
     try:
         validate(cfg)
         if cfg.get("finetune") is not None:  # the run it starts from is finished (one line otherwise), before any work
@@ -341,13 +346,12 @@ def _locked_run(cfg: DictConfig, point: launch.Point, out_dir: Path, lock: RunLo
         metrics["wandb_id"] = start.wandb_id
         if point.rank == 0:
             write_metrics(out_dir, metrics)
+            log.info("%s", summary(metrics, out_dir))
             for logger in built.loggers[1:]:
                 if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
                     logger.experiment.summary.update({k: v for k, v in metrics.items() if k != "setting"})
-        val_loss, test_loss = losses
-        log.info("val_loss %.4f  val_ppl %.2f  test_loss %.4f  (%s)", val_loss, math.exp(val_loss), test_loss, out_dir)
         finished = True
-        return val_loss
+        return metrics["val_loss"]
     except Diverged as diverged:
         if point.rank == 0:
             metrics = final_record(cfg, built, start.identity, (math.nan, math.nan), built.module.wall_s())

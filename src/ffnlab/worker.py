@@ -21,7 +21,12 @@ def main() -> int:
     from ffnlab.checkpoint import Interrupted
     from ffnlab.train import run
 
-    logging.basicConfig(level=logging.INFO, format=f"[rank {os.environ['RANK']}] %(levelname)s %(message)s")
+    # Rank 0 says each fact of the point; a worker would repeat them, so it speaks only of its warnings and errors.
+    # (The handler's level: Lightning's loggers set their own INFO level, which a root level would not hold back.)
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)
+    logging.basicConfig(level=logging.INFO, format=f"[rank {os.environ['RANK']}] %(levelname)s %(message)s",
+                        handlers=[console])
     cfg = OmegaConf.create(json.loads(os.environ.pop(WORKER_CONFIG)))
     try:
         run(cfg)
