@@ -55,3 +55,35 @@ def test_a_run_made_today_pools_with_the_committed_records(study, run_dir: Path)
     launch = {"devices": 1, "num_nodes": 1, "accumulate_grad_batches": 1}  # what trainer=cpu resolves to
     assert comparison_setting(cfg, model, record["setting"]["data_hash"], launch) == upgraded
     assert {"trainer.deterministic", "data.tokenizer", "optim.schedule"} <= upgraded.keys()  # derived, not listed
+
+
+FINETUNED = sorted((RESULTS / "glu_variants_finetune" / "runs").iterdir())[:2]
+
+
+@pytest.mark.parametrize("run_dir", FINETUNED, ids=[r.name for r in FINETUNED])
+def test_a_committed_finetune_is_the_run_finetune_quick_would_make_today(run_dir: Path):
+    """A fine-tune's identity holds the identity of the run it started from, not its path: the committed pre-training
+    records of glu_variants_downstream stand in for the checkpoints' run dirs."""
+    from ffnlab.train import input_identity
+
+    record = read_metrics(run_dir)
+    init_from = RESULTS / "glu_variants_downstream" / "runs" / run_dir.name
+    cfg = compose_config(["experiment=finetune_quick", *run_dir.name.split(","), f"finetune.init_from='{init_from}'",
+                          "paths.output_dir=unused"])  # quoted: a run dir's name holds = and ,
+    identity = run_identity(cfg, input_identity(cfg))
+    assert identity_differences(record, identity, read_config(run_dir), cfg, schema_defaults()) == []
+
+
+def test_the_committed_finetune_report_regenerates(tmp_path):
+    import subprocess
+    import sys
+
+    import shutil
+
+    study = RESULTS / "glu_variants_finetune"
+    shutil.copytree(study / "runs", tmp_path / "runs")  # laid out as docs/results/<study>: the header names `runs`
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "compare.py"), str(tmp_path / "runs"), "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for name in ("comparison.md", "comparison.csv", "report.json"):
+        assert (tmp_path / name).read_bytes() == (study / name).read_bytes(), name

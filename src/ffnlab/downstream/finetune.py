@@ -31,7 +31,8 @@ from ffnlab.resume import CHECKPOINT_DIR
 
 log = logging.getLogger("ffnlab")
 
-EXAMPLE_RUN = "outputs/glu_variants_quick/ffn=swiglu,seed=0"
+# As a Hydra override the path is quoted: a run dir's name holds `=` and `,` (finetune.init_from="'<dir>'")
+EXAMPLE_RUN = "\"'outputs/glu_variants_quick/ffn=swiglu,seed=0'\""
 IDENTITY_KEYS = ("results_format", "config_hash", "data_identity")
 
 
