@@ -12,8 +12,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ffnlab import config, sweep
-from ffnlab.errors import ConfigError
+from ffnlab.config import schemas as config
+
+from ffnlab.runs import sweep
+from ffnlab.config.errors import ConfigError
 
 config.register()
 log = logging.getLogger("ffnlab")
@@ -21,11 +23,11 @@ log = logging.getLogger("ffnlab")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from ffnlab.checkpoint import Interrupted  # after Hydra parsed the command line: `--help` stays fast
-    from ffnlab.diskfull import disk_full_in
-    from ffnlab.divergence import Diverged
-    from ffnlab.launch import resolve_world
-    from ffnlab.train import run
+    from ffnlab.training.checkpoint import Interrupted  # after Hydra parsed the command line: `--help` stays fast
+    from ffnlab.runs.diskfull import disk_full_in
+    from ffnlab.training.divergence import Diverged
+    from ffnlab.distributed.launch import resolve_world
+    from ffnlab.training.run import run
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -45,8 +47,8 @@ def main(cfg: DictConfig) -> float:
     except Exception as failure:
         # A config or data error is the user's to fix: say what and stop, without a traceback wall.
         # In a sweep, one failed point must not cost the others: its record says so, the sweep goes on and exits
-        # non-zero at the end (ffnlab.sweep reads the records, so that holds under any launcher).
-        full = disk_full_in(failure)  # a full disk: one line naming the file, not a traceback (ffnlab.diskfull)
+        # non-zero at the end (ffnlab.runs.sweep reads the records, so that holds under any launcher).
+        full = disk_full_in(failure)  # a full disk: one line naming the file, not a traceback (ffnlab.runs.diskfull)
         error = f"DiskFull: {full}" if full else f"{type(failure).__name__}: {failure}"
         if not (isinstance(failure, (ConfigError, Diverged)) or full) and not multirun:
             raise
@@ -67,7 +69,9 @@ def _rank(cfg: DictConfig, resolve_world) -> int:
 
 
 if __name__ == "__main__":
-    from ffnlab import diskfull, locations, secrets
+    from ffnlab.runs import diskfull
+    from ffnlab.runs import locations
+    from ffnlab.runs import secrets
 
     try:
         sys.argv[1:] = secrets.take(sys.argv[1:])  # before Hydra records the command line anywhere

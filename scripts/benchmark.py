@@ -15,7 +15,7 @@ Overrides are train.py's (Hydra). Per variant it reports tokens/s of ffnlab's tr
 `LlamaForCausalLM` at the same shapes and weights (SwiGLU, GEGLU, ReGLU: the variants its MLP can express; needs
 the `bench` extra), the median of the per-round ratio with its range, and the kernel floor: the summed time of the
 step's matmuls, attention and cross-entropy, each timed alone in the same rounds (ffnlab.bench.contenders). The
-train.py section runs the first variant through ffnlab.train.run and reports the loop's overhead (its training
+train.py section runs the first variant through ffnlab.training.run.run and reports the loop's overhead (its training
 tokens/s against the raw step timed around it), the time between steps (data loading and loop), the training
 loader alone, and evaluation's and setup's shares of the run's wall time.
 """
@@ -31,16 +31,16 @@ from contextlib import nullcontext
 
 import torch
 
-from ffnlab.allocator import apply_allocator
+from ffnlab.training.allocator import apply_allocator
 from ffnlab.bench import contenders, runpath, timing
-from ffnlab.compose import compose_config, model_config
-from ffnlab.config import to_dataclass
-from ffnlab.errors import ConfigError, one_line
-from ffnlab.ffn import VARIANTS, FFNConfig, n_input_matrices
-from ffnlab.hardware import peak_flops
-from ffnlab.optim import OptimConfig
-from ffnlab.sizes import model_stats
-from ffnlab.threads import apply_threads
+from ffnlab.config.compose import compose_config, model_config
+from ffnlab.config.schemas import to_dataclass
+from ffnlab.config.errors import ConfigError, one_line
+from ffnlab.model.ffn import VARIANTS, FFNConfig, n_input_matrices
+from ffnlab.runs.hardware import peak_flops
+from ffnlab.training.optim import OptimConfig
+from ffnlab.model.sizes import model_stats
+from ffnlab.training.threads import apply_threads
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -109,7 +109,7 @@ def build_contenders(args, overrides: list[str]):
                                                  device)
         facts[name] = {"ffn_hidden": stats["ffn_hidden"], "params_total": stats["params_total"],
                        "flops_per_token": stats["flops_per_token"], "tokens_per_step": batch * model_cfg.seq_len,
-                       # one device's peak (ffnlab.hardware: a GPU in bf16, or peak_flops=...): MFU when known
+                       # one device's peak (ffnlab.runs.hardware: a GPU in bf16, or peak_flops=...): MFU when known
                        "peak_flops": peak_flops(device, cfg.trainer.precision, cfg.get("peak_flops"))}
     return steps, kernels, facts, cfg, device
 

@@ -24,8 +24,8 @@ import numpy as np
 
 os.environ.setdefault("FFNLAB_NO_PROGRESS", "1")
 
-from ffnlab.data import TextDataModule  # noqa: E402
-from ffnlab.windows import RandomWindows  # noqa: E402
+from ffnlab.data.module import TextDataModule  # noqa: E402
+from ffnlab.data.windows import RandomWindows  # noqa: E402
 
 
 def tree_rss(pid: int) -> int:

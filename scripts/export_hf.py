@@ -5,7 +5,7 @@
 
 Writes config.json, model.safetensors, generation_config.json, tokenizer.json and tokenizer_config.json into OUT_DIR
 (a new or empty directory; written whole or not at all). Exports the variants Llama's MLP, down(act(gate(x)) * up(x)),
-expresses: swiglu, geglu, reglu, glu, bilinear (ffnlab.export); the exported model's logits are checked against
+expresses: swiglu, geglu, reglu, glu, bilinear (ffnlab.downstream.export); the exported model's logits are checked against
 ffnlab's, and its tokenizer's ids and text, before anything is written. Needs transformers (the `eval` extra).
 """
 
@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ffnlab.sampling import load_checkpoint
+from ffnlab.generate import load_checkpoint
 
 
 def run_status(run_dir: Path) -> str | None:
@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
         return 1
     from transformers.utils import logging as transformers_logging
 
-    from ffnlab.export import ExportError, check_exportable, export
+    from ffnlab.downstream.export import ExportError, check_exportable, export
 
     transformers_logging.disable_progress_bar()  # "Writing model shards": the summary line says what was written
 

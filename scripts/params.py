@@ -10,16 +10,16 @@ import argparse
 import json
 import sys
 
-from ffnlab.compose import compose_config, model_config
-from ffnlab.config import to_dataclass
+from ffnlab.config.compose import compose_config, model_config
+from ffnlab.config.schemas import to_dataclass
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from ffnlab.errors import ConfigError, one_line
-from ffnlab.ffn import VARIANTS, FFNConfig
-from ffnlab.hardware import bf16_peak
-from ffnlab.sizes import STAT_KEYS, model_stats
-from ffnlab.validate import validate
+from ffnlab.config.errors import ConfigError, one_line
+from ffnlab.model.ffn import VARIANTS, FFNConfig
+from ffnlab.runs.hardware import bf16_peak
+from ffnlab.model.sizes import STAT_KEYS, model_stats
+from ffnlab.config.validate import validate
 
 
 def main(argv: list[str]) -> int:
@@ -57,9 +57,9 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-# Dense bf16 peaks from ffnlab.hardware (the vendors' data sheets, no sparsity).
+# Dense bf16 peaks from ffnlab.runs.hardware (the vendors' data sheets, no sparsity).
 PEAK_TFLOPS = {gpu: bf16_peak(gpu)[1] / 1e12 for gpu in ("H100", "A100")}
-# The MFU a study is costed at without --mfu, by the config's torch_compile (ffnlab.model.compile_blocks), the
+# The MFU a study is costed at without --mfu, by the config's torch_compile (ffnlab.model.decoder.compile_blocks), the
 # setting scripts/benchmark.py measures it at: with the same overrides on the cluster's GPU it prints the MFU to pass
 # as --mfu. Until ffnlab has such a measurement (no GPU here), the figures are torchtitan's for FSDP2 bf16 training
 # of Llama 3.1 8B on 8 and 128 H100s (docs/performance.md, torchtitan 9dec370, 2024-12): "33% to 39% MFU", eager
@@ -68,10 +68,10 @@ ASSUMED_MFU = {True: 0.39, False: 0.33}
 
 
 def study_cost(overrides: list[str], mfu: float | None = None) -> dict:
-    """Training FLOPs (flops_per_token x tokens, 6N + attention: ffnlab.sizes) and GPU-hours at `mfu` (default:
+    """Training FLOPs (flops_per_token x tokens, 6N + attention: ffnlab.model.sizes) and GPU-hours at `mfu` (default:
     ASSUMED_MFU for the config's compile setting) of every point of the sweep; evaluation passes are not counted."""
-    from ffnlab.budget import apply_budget, world_size
-    from ffnlab.compose import sweep_points
+    from ffnlab.distributed.budget import apply_budget, world_size
+    from ffnlab.config.compose import sweep_points
 
     runs, compiled = [], set()
     for point in sweep_points(overrides):

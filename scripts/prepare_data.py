@@ -11,13 +11,13 @@ import logging
 import sys
 
 
-from ffnlab.compose import compose_config
+from ffnlab.config.compose import compose_config
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from ffnlab.errors import ConfigError, one_line
-from ffnlab.train import instantiate_data
-from ffnlab.validate import validate
+from ffnlab.config.errors import ConfigError, one_line
+from ffnlab.training.run import instantiate_data
+from ffnlab.config.validate import validate
 
 
 def main(argv: list[str]) -> int:

@@ -6,7 +6,7 @@
 import argparse
 import sys
 
-from ffnlab.sampling import generate, load_checkpoint, unknown_characters
+from ffnlab.generate import generate, load_checkpoint, unknown_characters
 
 
 def main(argv: list[str]) -> int:

@@ -97,7 +97,7 @@ step "built in $((SECONDS - t))s; size $(( $(E image inspect --format '{{.Size}}
 step "sweep as uid $RUN_UID, read-only root, SIGTERM at step $STOP_AT: ${SWEEP[*]} (log $LOG_DIR/sweep-stopped.log)"
 work=$LOG_DIR/work
 fresh_work_dir "$work"
-# ffnlab's test hook (ffnlab.checkpoint.TEST_SIGNAL_AT_STEP): the first point sends itself SIGTERM at step $STOP_AT,
+# ffnlab's test hook (ffnlab.training.checkpoint.TEST_SIGNAL_AT_STEP): the first point sends itself SIGTERM at step $STOP_AT,
 # saves last.ckpt at the next step boundary, records `interrupted` and exits 128 + 15; a signal stops the whole sweep.
 code=0
 run_as_any_uid "$work" --env FFNLAB_TEST_SIGNAL_AT_STEP="$STOP_AT:SIGTERM" "$IMAGE" "${SWEEP[@]}" \

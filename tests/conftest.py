@@ -68,7 +68,7 @@ def tiny_overrides(tiny_corpus, cache_dir) -> list[str]:
 @pytest.fixture(scope="session")
 def compose_tiny(tiny_overrides):
     """compose_tiny(output_dir, *overrides) -> the real conf/train.yaml composed with the tiny settings."""
-    from ffnlab.compose import compose_config
+    from ffnlab.config.compose import compose_config
 
     def compose(output_dir: Path, *overrides: str):
         return compose_config([*tiny_overrides, f"paths.output_dir={output_dir}", *overrides])

@@ -1,4 +1,4 @@
-"""ffnlab.allocator: with the setting, a step's freed activations are reused, not page-faulted back in."""
+"""ffnlab.training.allocator: with the setting, a step's freed activations are reused, not page-faulted back in."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the s
 # the child prints the page faults per MiB written over the last 10.
 CHILD = """
 import resource, sys, torch
-from ffnlab.allocator import keep_freed_memory
+from ffnlab.training.allocator import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 def cycle():

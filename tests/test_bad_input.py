@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from ffnlab.compose import compose_config
-from ffnlab.errors import ConfigError
-from ffnlab.validate import validate
+from ffnlab.config.compose import compose_config
+from ffnlab.config.errors import ConfigError
+from ffnlab.config.validate import validate
 
 
 def refusal(*overrides: str) -> str:
@@ -92,7 +92,7 @@ def test_a_secret_looking_override_is_refused_before_hydra_writes_anything(train
 
 
 def test_secret_looking_keys_are_told_apart_from_settings():
-    from ffnlab import secrets
+    from ffnlab.runs import secrets
 
     assert secrets.destination("logger.wandb.api_key") == "WANDB_API_KEY"
     assert secrets.destination("+wandb_api_key") == "WANDB_API_KEY"

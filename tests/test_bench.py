@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from ffnlab.bench import contenders, timing
-from ffnlab.ffn import FFNConfig
-from ffnlab.model import ModelConfig, Transformer
+from ffnlab.model.ffn import FFNConfig
+from ffnlab.model.decoder import ModelConfig, Transformer
 from conftest import REPO
 
 # The HF contender needs the `bench` extra (`make test-bench` installs it in .venv-bench); the rest runs anywhere.

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from ffnlab.compose import compose_config
-from ffnlab.config import schema_defaults
-from ffnlab.data import data_identity
-from ffnlab.model import ModelConfig
-from ffnlab.record import (
+from ffnlab.config.compose import compose_config
+from ffnlab.config.schemas import schema_defaults
+from ffnlab.data.module import data_identity
+from ffnlab.model.decoder import ModelConfig
+from ffnlab.runs.record import (
     comparison_setting,
     identity_differences,
     read_config,
@@ -24,7 +24,7 @@ from ffnlab.record import (
 
 RESULTS = REPO / "docs" / "results"
 # The study each committed records directory was swept by (the quick study's records were made before it pinned
-# its launcher settings; ffnlab.record.RECORDED_BEFORE and the null rule keep them matching).
+# its launcher settings; ffnlab.runs.record.RECORDED_BEFORE and the null rule keep them matching).
 POINTS = [(study, run) for study in ("init_compare", "lr_sweep", "compute_ladder")
           for run in sorted((RESULTS / study / "runs").iterdir())[:2]]
 
@@ -64,7 +64,7 @@ FINETUNED = sorted((RESULTS / "glu_variants_finetune" / "runs").iterdir())[:2]
 def test_a_committed_finetune_is_the_run_finetune_quick_would_make_today(run_dir: Path):
     """A fine-tune's identity holds the identity of the run it started from, not its path: the committed pre-training
     records of glu_variants_downstream stand in for the checkpoints' run dirs."""
-    from ffnlab.train import input_identity
+    from ffnlab.training.run import input_identity
 
     record = read_metrics(run_dir)
     init_from = RESULTS / "glu_variants_downstream" / "runs" / run_dir.name

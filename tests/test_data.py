@@ -1,4 +1,4 @@
-"""ffnlab.data: splits, tokenizers, the token cache, training/eval windows and the errors a user can hit."""
+"""ffnlab.data.module: splits, tokenizers, the token cache, training/eval windows and the errors a user can hit."""
 
 import logging
 import math
@@ -11,11 +11,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from ffnlab import data
-from ffnlab.data import TextDataModule, split_text
-from ffnlab.errors import DataConfigError
-from ffnlab.tokenizer import encode_ids, encoding_chunks, load_tokenizer_from_json, token_dtype, train_tokenizer
-from ffnlab.windows import IGNORE_INDEX, EvalWindows, RandomWindows
+from ffnlab.data import module as data
+from ffnlab.data.module import TextDataModule, split_text
+from ffnlab.config.errors import DataConfigError
+from ffnlab.data.tokenizer import encode_ids, encoding_chunks, load_tokenizer_from_json, token_dtype, train_tokenizer
+from ffnlab.data.windows import IGNORE_INDEX, EvalWindows, RandomWindows
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "data" / "tinyshakespeare" / "input.txt"
@@ -124,12 +124,12 @@ def test_same_text_and_settings_reuse_the_cache(tmp_path, excerpt, monkeypatch, 
 
     monkeypatch.setattr(data, "train_tokenizer", fail)
     monkeypatch.setattr(data.store, "prepare_split", fail)
-    with caplog.at_level(logging.INFO, logger="ffnlab.data"):
+    with caplog.at_level(logging.INFO, logger="ffnlab.data.module"):
         second = make_datamodule(tmp_path, excerpt)
     assert second.cache_hit is True and "reusing cached tokens" in caplog.text
     assert second.data_hash == first.data_hash
     assert np.array_equal(second._ids["train"], first._ids["train"])
-    first.prepare_data()  # Lightning's own call after ffnlab.train's: no work
+    first.prepare_data()  # Lightning's own call after ffnlab.training.run's: no work
     first.setup("test")
     cache_files = sorted(p.name for p in first.cache_path.iterdir())
     # one shard per split, the index, the tokenizer: no temp, state or tail files left
@@ -264,7 +264,7 @@ def test_fewer_fit_windows_than_ranks_give_every_rank_one(tmp_path, excerpt, mon
 
 def test_a_padding_window_adds_nothing_to_the_loss_sums():
     """All-ignore targets: summed cross-entropy 0 (a mean would be NaN) and 0 scored tokens, whole or chunked."""
-    from ffnlab.loss import loss_sum
+    from ffnlab.model.loss import loss_sum
 
     head = torch.nn.Linear(8, 11)
     hidden, targets = torch.randn(2, 5, 8), torch.full((2, 5), IGNORE_INDEX)

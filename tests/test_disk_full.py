@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ffnlab.checkpoint import TEST_SIGNAL_AT_STEP
+from ffnlab.training.checkpoint import TEST_SIGNAL_AT_STEP
 
 pytestmark = pytest.mark.slow
 

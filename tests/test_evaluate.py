@@ -81,7 +81,7 @@ def test_rolling_loglikelihood_of_a_text_that_fits_is_one_pass(lm):
 
 
 def test_greedy_generation_stops_at_until(lm):
-    from ffnlab.sampling import generate
+    from ffnlab.generate import generate
 
     context = "ROMEO:\n"
     ids = generate(lm.model, lm.tokenizer.encode(context), 20, temperature=0)

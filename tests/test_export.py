@@ -20,12 +20,12 @@ import pytest
 import torch
 
 from conftest import REPO
-from ffnlab import export
-from ffnlab.corpus import EOD
-from ffnlab.ffn import FFNConfig
-from ffnlab.model import ModelConfig, Transformer
-from ffnlab.sampling import generate, load_checkpoint
-from ffnlab.tokenizer import train_tokenizer
+from ffnlab.downstream import export
+from ffnlab.data.corpus import EOD
+from ffnlab.model.ffn import FFNConfig
+from ffnlab.model.decoder import ModelConfig, Transformer
+from ffnlab.generate import generate, load_checkpoint
+from ffnlab.data.tokenizer import train_tokenizer
 
 pytestmark = pytest.mark.eval
 
@@ -256,6 +256,6 @@ def test_t5_init_exports_with_an_untied_head(tmp_path):
 
 
 def test_importing_the_mapping_does_not_import_transformers():
-    code = "import sys, ffnlab.export, ffnlab.bench.hf; assert 'transformers' not in sys.modules, 'imported'"
+    code = "import sys, ffnlab.downstream.export, ffnlab.bench.hf; assert 'transformers' not in sys.modules, 'imported'"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

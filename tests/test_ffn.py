@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ffnlab.errors import ConfigError
-from ffnlab.ffn import ACTIVATIONS, PAPER_VARIANTS, VARIANTS, FeedForward, FFNConfig
+from ffnlab.config.errors import ConfigError
+from ffnlab.model.ffn import ACTIVATIONS, PAPER_VARIANTS, VARIANTS, FeedForward, FFNConfig
 
 CONF_FFN = Path(__file__).parents[1] / "conf" / "ffn"
 TOL = 1e-10
@@ -309,8 +309,8 @@ def test_one_yaml_per_variant():
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_each_ffn_yaml_composes_to_its_variant(name):
-    from ffnlab.compose import compose_config
-    from ffnlab.config import to_dataclass
+    from ffnlab.config.compose import compose_config
+    from ffnlab.config.schemas import to_dataclass
 
     cfg = compose_config([f"ffn={name}"])
     ffn_cfg = to_dataclass(FFNConfig, cfg.ffn)
@@ -321,7 +321,7 @@ def test_each_ffn_yaml_composes_to_its_variant(name):
 def test_unknown_ffn_choice_lists_available_options():
     from hydra.errors import MissingConfigException
 
-    from ffnlab.compose import compose_config
+    from ffnlab.config.compose import compose_config
 
     with pytest.raises(MissingConfigException) as error:
         compose_config(["ffn=nonexistent"])

@@ -12,10 +12,10 @@ import torch
 
 from ffnlab.downstream import finetune
 from ffnlab.downstream.mixture import Encoded, MixtureStream, mixing_rates, to_row
-from ffnlab.errors import ConfigError
-from ffnlab.ffn import FFNConfig
-from ffnlab.model import ModelConfig, Transformer
-from ffnlab.windows import IGNORE_INDEX
+from ffnlab.config.errors import ConfigError
+from ffnlab.model.ffn import FFNConfig
+from ffnlab.model.decoder import ModelConfig, Transformer
+from ffnlab.data.windows import IGNORE_INDEX
 
 
 def tiny_model(dropout=None, ffn="swiglu", seed=0) -> Transformer:

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from conftest import CORPUS, TINY_SETTINGS
-from ffnlab.errors import ConfigError
-from ffnlab.sampling import model_weights, read_checkpoint
-from ffnlab.train import Start, build, run
+from ffnlab.config.errors import ConfigError
+from ffnlab.generate import model_weights, read_checkpoint
+from ffnlab.training.run import Start, build, run
 
 MODEL_KEYS = {k: v for k, v in TINY_SETTINGS.items() if k.startswith("model.")}
 
@@ -38,7 +38,7 @@ def pretrained(tmp_path_factory, compose_tiny) -> Path:
 
 @pytest.fixture(scope="module")
 def finetuned(tmp_path_factory, pretrained, cache_dir) -> tuple[Path, dict]:
-    from ffnlab.compose import compose_config
+    from ffnlab.config.compose import compose_config
 
     out = tmp_path_factory.mktemp("finetuned") / "run"
     run(compose_config(finetune_overrides(pretrained, out, cache_dir)))
@@ -46,7 +46,7 @@ def finetuned(tmp_path_factory, pretrained, cache_dir) -> tuple[Path, dict]:
 
 
 def test_a_finetune_starts_from_the_pretrained_weights_and_tokenizer(pretrained, cache_dir, tmp_path):
-    from ffnlab.compose import compose_config
+    from ffnlab.config.compose import compose_config
 
     cfg = compose_config(finetune_overrides(pretrained, tmp_path / "ft", cache_dir))
     built = build(cfg, tmp_path / "ft", Start({}, None, "id"))
@@ -81,7 +81,7 @@ def test_the_loss_is_on_the_target_tokens(finetuned):
 
 def test_a_finished_finetune_is_reused_and_a_changed_pretrained_run_is_not_the_same(finetuned, pretrained, cache_dir,
                                                                                   tmp_path):
-    from ffnlab.compose import compose_config
+    from ffnlab.config.compose import compose_config
 
     out, record = finetuned
     assert run(compose_config(finetune_overrides(pretrained, out, cache_dir))) == record["val_loss"]
@@ -95,7 +95,7 @@ def test_a_finished_finetune_is_reused_and_a_changed_pretrained_run_is_not_the_s
 
 
 def test_an_unfinished_or_other_model_run_is_refused_in_one_line(pretrained, cache_dir, tmp_path):
-    from ffnlab.compose import compose_config
+    from ffnlab.config.compose import compose_config
 
     unfinished = tmp_path / "unfinished"
     shutil.copytree(pretrained, unfinished)
@@ -111,7 +111,7 @@ def test_an_unfinished_or_other_model_run_is_refused_in_one_line(pretrained, cac
 
 
 def test_a_mixture_without_a_finetune_block_is_one_line(compose_tiny, tmp_path):
-    from ffnlab.compose import compose_config
+    from ffnlab.config.compose import compose_config
 
     with pytest.raises(ConfigError, match="fine-tuning mixture .* finetune.init_from"):
         run(compose_config(["data=shakespeare_speaker", f"paths.output_dir={tmp_path}"]))

@@ -12,9 +12,9 @@ import signal
 import pytest
 import torch
 
-from ffnlab.checkpoint import TEST_SIGNAL_AT_STEP
-from ffnlab.sampling import load_checkpoint
-from ffnlab.train import run
+from ffnlab.training.checkpoint import TEST_SIGNAL_AT_STEP
+from ffnlab.generate import load_checkpoint
+from ffnlab.training.run import run
 
 pytestmark = pytest.mark.slow
 

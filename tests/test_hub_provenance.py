@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_SETTINGS
-from ffnlab import corpus
-from ffnlab.data import TextDataModule, data_identity
-from ffnlab.errors import DataConfigError
+from ffnlab.data import corpus
+from ffnlab.data.module import TextDataModule, data_identity
+from ffnlab.config.errors import DataConfigError
 
 OLD, NEW = "a" * 40, "b" * 40
 TEXT = {OLD: "the first commit of a tiny corpus. " * 200, NEW: "the second commit reads otherwise, and longer. " * 200}
@@ -123,9 +123,9 @@ def test_a_revision_the_hub_does_not_have_is_said_as_such(hub_cache, monkeypatch
 
 def test_a_run_records_the_commit_it_was_trained_on(hub_cache, tmp_path):
     """metrics.json's data_identity (the run's identity) and setting.data_hash name the commit read."""
-    from ffnlab.compose import compose_config
-    from ffnlab.record import read_metrics
-    from ffnlab.train import run
+    from ffnlab.config.compose import compose_config
+    from ffnlab.runs.record import read_metrics
+    from ffnlab.training.run import run
 
     tiny = [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in TINY_SETTINGS.items()]
     cfg = compose_config(["data=wikitext2", "data.hub_path=org/tiny", "data.hub_name=null", "data.tokenizer=char",

@@ -15,17 +15,17 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from ffnlab.threads import apply_threads, default_threads
+from ffnlab.training.threads import apply_threads, default_threads
 import torch
 
-from ffnlab import record
-from ffnlab.checkpoint import LastCheckpoint
-from ffnlab.config import MAX_NAME_BYTES, run_dir_name
-from ffnlab.ffn import FFNConfig, variant_label
-from ffnlab.optim import OptimConfig, decay_groups, lr_multiplier
-from ffnlab.record import RESULTS_FORMAT, RunIdentityError, config_hash
-from ffnlab.resume import set_aside
-from ffnlab.train import run
+from ffnlab.runs import record
+from ffnlab.training.checkpoint import LastCheckpoint
+from ffnlab.config.schemas import MAX_NAME_BYTES, run_dir_name
+from ffnlab.model.ffn import FFNConfig, variant_label
+from ffnlab.training.optim import OptimConfig, decay_groups, lr_multiplier
+from ffnlab.runs.record import RESULTS_FORMAT, RunIdentityError, config_hash
+from ffnlab.runs.resume import set_aside
+from ffnlab.training.run import run
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -122,8 +122,8 @@ def test_bookkeeping_is_one_list():
 
 
 def test_the_same_tensors_decay_eager_and_compiled(compose_tiny, tmp_path):
-    from ffnlab.model import ModelConfig
-    from ffnlab.module import LanguageModel
+    from ffnlab.model.decoder import ModelConfig
+    from ffnlab.training.module import LanguageModel
 
     model_cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, seq_len=32, vocab_size=66, tie_embeddings=True)
     module = LanguageModel(model_cfg, FFNConfig(name="swiglu"), OptimConfig(), seed=0, max_steps=6)
@@ -184,7 +184,7 @@ def test_accumulation_changes_the_setting(compose_tiny, tmp_path):
 
 
 def _group_options() -> list[str]:
-    from ffnlab.config import CONF_DIR
+    from ffnlab.config.schemas import CONF_DIR
 
     return [f"{group}={path.stem}" for group in ("data", "trainer", "model", "optim", "ffn", "experiment")
             for path in sorted((CONF_DIR / group).glob("*.yaml"))]
@@ -195,7 +195,7 @@ def test_every_config_key_is_in_the_setting_or_on_an_exclusion_list(choice, tmp_
     """The setting is derived from the whole config (issue 22.1): a key is in it, or on one of the commented lists
     (bookkeeping, study axes, the hardware's split of a fixed global batch), or null (what runs did before such a
     key existed). A key added to any group later lands in the setting unless someone lists it."""
-    from ffnlab.compose import compose_config
+    from ffnlab.config.compose import compose_config
 
     cfg = compose_config([choice, "paths.output_dir=unused"])
     flat = record._flatten(record.identity_config(cfg) | {"cpu_threads": 2})
@@ -397,7 +397,7 @@ def test_a_key_added_later_set_otherwise_is_refused(copy, compose_tiny):
 
 def test_checkpoint_cadence_in_minutes(compose_tiny, tmp_path, monkeypatch):
     """checkpoint.every_n_minutes=0 (and no step cadence): a save at every optimizer step, and one at the end."""
-    from ffnlab.checkpoint import LastCheckpoint
+    from ffnlab.training.checkpoint import LastCheckpoint
 
     saved = []
     save = LastCheckpoint.save
@@ -412,7 +412,7 @@ def test_checkpoint_cadence_in_minutes(compose_tiny, tmp_path, monkeypatch):
 
 
 def test_a_token_budget_over_a_global_batch_gives_the_same_steps_on_one_or_two_devices(compose_tiny, tmp_path):
-    from ffnlab.budget import apply_budget
+    from ffnlab.distributed.budget import apply_budget
 
     resolved = {}
     for devices in (1, 2):
@@ -429,8 +429,8 @@ def test_a_token_budget_over_a_global_batch_gives_the_same_steps_on_one_or_two_d
     (["train_tokens=10"], "less than one step"),
 ])
 def test_an_uneven_global_batch_or_a_tiny_budget_is_one_line(compose_tiny, tmp_path, overrides, words):
-    from ffnlab.budget import apply_budget
-    from ffnlab.errors import ConfigError
+    from ffnlab.distributed.budget import apply_budget
+    from ffnlab.config.errors import ConfigError
 
     with pytest.raises(ConfigError, match=words) as error:
         apply_budget(compose_tiny(tmp_path, *overrides))

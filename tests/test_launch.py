@@ -42,7 +42,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def single_dir(compose_tiny, tmp_path_factory) -> Path:
     """The 1-process reference at the global batch of 2 ranks x 4: batch 8, 20 steps."""
-    from ffnlab.train import run
+    from ffnlab.training.run import run
 
     run_dir = tmp_path_factory.mktemp("single") / "run"
     run(compose_tiny(run_dir, "data.batch_size=8", *STEPS_20))

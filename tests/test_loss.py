@@ -1,4 +1,4 @@
-"""ffnlab.loss: the whole loss is today's formula bit for bit; chunks give the same loss and gradients to float
+"""ffnlab.model.loss: the whole loss is today's formula bit for bit; chunks give the same loss and gradients to float
 rounding and never hold more than one chunk's logits."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ffnlab.ffn import FFNConfig
-from ffnlab.model import ModelConfig, Transformer
-from ffnlab.windows import IGNORE_INDEX
+from ffnlab.model.ffn import FFNConfig
+from ffnlab.model.decoder import ModelConfig, Transformer
+from ffnlab.data.windows import IGNORE_INDEX
 
 
 def _model_and_batch():

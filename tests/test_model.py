@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ffnlab.errors import ConfigError
-from ffnlab.ffn import VARIANTS, FFNConfig
-from ffnlab.model import Attention, ModelConfig, Transformer, apply_rope, rope_tables
+from ffnlab.config.errors import ConfigError
+from ffnlab.model.ffn import VARIANTS, FFNConfig
+from ffnlab.model.decoder import Attention, ModelConfig, Transformer, apply_rope, rope_tables
 
 TINY = dict(d_model=32, n_layers=2, n_heads=4, seq_len=16, vocab_size=50)
 D_MODELS = (128, 256, 384, 512, 768, 1024)
@@ -234,8 +234,8 @@ def test_unknown_ffn_in_model_lists_valid_names():
 # --------------------------------------------------------------------------- the real config
 @pytest.mark.parametrize("d_model", D_MODELS)
 def test_d_model_override_composes_with_default_heads(d_model):
-    from ffnlab.compose import compose_config
-    from ffnlab.config import to_dataclass
+    from ffnlab.config.compose import compose_config
+    from ffnlab.config.schemas import to_dataclass
 
     cfg = compose_config([f"model.d_model={d_model}"])
     model_cfg = to_dataclass(ModelConfig, cfg.model)
@@ -244,7 +244,7 @@ def test_d_model_override_composes_with_default_heads(d_model):
 
 # --------------------------------------------------------------------------- optimisation
 def test_decay_groups():
-    from ffnlab.optim import decay_groups
+    from ffnlab.training.optim import decay_groups
 
     model = Transformer(
         ModelConfig(**(TINY | {"tie_embeddings": False})), FFNConfig(name="swish", swish_beta_trainable=True)
@@ -262,7 +262,7 @@ def test_decay_groups():
 
 
 def test_prelu_slope_is_not_decayed():
-    from ffnlab.optim import decay_groups
+    from ffnlab.training.optim import decay_groups
 
     model = tiny("prelu")
     decay, no_decay = decay_groups(model, 0.1)
@@ -273,7 +273,7 @@ def test_prelu_slope_is_not_decayed():
 
 @pytest.mark.parametrize("fused", [None, True, False])
 def test_adamw_is_fused_where_asked_over_the_same_groups(fused):
-    from ffnlab.optim import OptimConfig, adamw, decay_groups
+    from ffnlab.training.optim import OptimConfig, adamw, decay_groups
 
     model = tiny("swiglu")
     groups = decay_groups(model, 0.1)
@@ -285,7 +285,7 @@ def test_adamw_is_fused_where_asked_over_the_same_groups(fused):
 
 
 def test_fused_adamw_on_cpu_is_adamw_to_float_rounding():
-    from ffnlab.optim import OptimConfig, adamw, decay_groups
+    from ffnlab.training.optim import OptimConfig, adamw, decay_groups
 
     steps = {}
     for fused in (False, True):
@@ -302,7 +302,7 @@ def test_fused_adamw_on_cpu_is_adamw_to_float_rounding():
 
 
 def test_lr_schedules():
-    from ffnlab.optim import OptimConfig, lr_multiplier
+    from ffnlab.training.optim import OptimConfig, lr_multiplier
 
     warmup, max_steps = 10, 110
     cosine = OptimConfig(warmup_steps=warmup, schedule="cosine", min_lr_ratio=0.1)
@@ -374,7 +374,7 @@ def test_unknown_init_is_one_clear_error():
     ("bf16-mixed", torch.bfloat16, torch.float32), ("bf16-true", torch.bfloat16, torch.float32),
     ("32-true", None, None)])
 def test_fsdp_mixed_precision_computes_in_bf16_and_reduces_in_fp32(precision, param_dtype, reduce_dtype):
-    from ffnlab.module import fsdp_mixed_precision
+    from ffnlab.training.module import fsdp_mixed_precision
 
     policy = fsdp_mixed_precision(precision)
     assert (policy.param_dtype, policy.reduce_dtype, policy.output_dtype) == (param_dtype, reduce_dtype, None)
@@ -392,8 +392,8 @@ def test_fsdp_under_bf16_computes_blocks_in_bf16_with_fp32_rope_tables(tmp_path)
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import DTensor
 
-    from ffnlab.module import LanguageModel
-    from ffnlab.optim import OptimConfig
+    from ffnlab.training.module import LanguageModel
+    from ffnlab.training.optim import OptimConfig
 
     module = LanguageModel(ModelConfig(**TINY), FFNConfig(name="swiglu"), OptimConfig(), seed=0, max_steps=1)
     module.trainer = SimpleNamespace(precision="bf16-mixed")  # all configure_model reads of the Trainer
@@ -417,7 +417,7 @@ def test_compiled_blocks_keep_their_eager_names():
     the decay groups, checkpoints and Lightning's FSDP loader (which looks the model's own names up in the
     checkpoint) see one set of names whether or not the run compiled. Compiling again (configure_model runs for
     validate and test too) keeps the blocks' first compilation."""
-    from ffnlab.model import compile_blocks
+    from ffnlab.model.decoder import compile_blocks
 
     compiled, eager = tiny(), tiny()
     compile_blocks(compiled)

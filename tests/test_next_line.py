@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ffnlab.data import split_text
+from ffnlab.data.module import split_text
 from ffnlab.downstream.next_line import CHOICES, CORPUS, FRACTIONS, MAX_DOCS, build_docs, spoken, held_out_text
 
 

@@ -1,5 +1,5 @@
 """Property-based (issue 14): for random valid (variant, d_model, heads, kv heads, multiple_of, budget, pieces), the
-built model has exactly the parameters scripts/params.py predicts (ffnlab.sizes.model_stats) and runs forward."""
+built model has exactly the parameters scripts/params.py predicts (ffnlab.model.sizes.model_stats) and runs forward."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ffnlab.ffn import VARIANTS, FFNConfig
-from ffnlab.model import ModelConfig, Transformer
-from ffnlab.sizes import model_stats
+from ffnlab.model.ffn import VARIANTS, FFNConfig
+from ffnlab.model.decoder import ModelConfig, Transformer
+from ffnlab.model.sizes import model_stats
 
 
 @st.composite

@@ -74,7 +74,7 @@ def sweep_cover(overrides: list[str]) -> list[list[str]]:
     hydra.sweeper.params) is in one of them."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from ffnlab.compose import compose_config
+    from ffnlab.config.compose import compose_config
 
     def swept(override: str) -> bool:
         return "," in override.partition("=")[2] and not override.partition("=")[2].startswith("[")
@@ -92,15 +92,16 @@ def sweep_cover(overrides: list[str]) -> list[list[str]]:
 
 @cache
 def check_point(point: tuple[str, ...]) -> None:
-    from ffnlab.compose import compose_config
-    from ffnlab.validate import validate
+    from ffnlab.config.compose import compose_config
+    from ffnlab.config.validate import validate
 
     validate(compose_config(list(point), with_hydra=True))
 
 
 def check(program: str, words: list[str]) -> None:
     """Raise what train.py / the script would say about these arguments before doing any work."""
-    from ffnlab import secrets, sweep
+    from ffnlab.runs import secrets
+    from ffnlab.runs import sweep
 
     flags = [w for w in words if w.startswith("-")]
     overrides = [w for w in words if not w.startswith("-") and OVERRIDE.match(w)]
@@ -146,7 +147,7 @@ def test_every_written_command_runs_as_written(where, program, words):
     try:
         check(program, words)
     except Exception as error:  # noqa: BLE001 - the test's message: which command, which line of the docs
-        from ffnlab.errors import one_line
+        from ffnlab.config.errors import one_line
 
         pytest.fail(f"{where}: `python {written}` does not run as written: {type(error).__name__}: "
                     f"{one_line(error)}")

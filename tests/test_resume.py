@@ -1,6 +1,6 @@
 """Exact resume, signals and preemption, with real processes (`python train.py` as a user or a scheduler runs it).
 
-A test-only hook (ffnlab.checkpoint.TEST_SIGNAL_AT_STEP) makes a run signal itself at a chosen step of a run that did
+A test-only hook (ffnlab.training.checkpoint.TEST_SIGNAL_AT_STEP) makes a run signal itself at a chosen step of a run that did
 not resume, so the interruption lands at the same place every time; another pauses a checkpoint between writing and
 renaming. The tiny runs take 6 steps and checkpoint every 3 (conftest.TINY_SETTINGS)."""
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ffnlab.checkpoint import TEST_PAUSE_BEFORE_RENAME, TEST_SIGNAL_AT_STEP
+from ffnlab.training.checkpoint import TEST_PAUSE_BEFORE_RENAME, TEST_SIGNAL_AT_STEP
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ffnlab.errors import ConfigError
-from ffnlab.ffn import VARIANTS, FFNConfig, solve_ffn_hidden
-from ffnlab.model import ModelConfig, Transformer
-from ffnlab.sizes import STAT_KEYS, model_stats
+from ffnlab.config.errors import ConfigError
+from ffnlab.model.ffn import VARIANTS, FFNConfig, solve_ffn_hidden
+from ffnlab.model.decoder import ModelConfig, Transformer
+from ffnlab.model.sizes import STAT_KEYS, model_stats
 
 PARAMS_SCRIPT = Path(__file__).parents[1] / "scripts" / "params.py"
 D_MODELS = (128, 256, 384, 512, 768, 1024)
@@ -183,7 +183,7 @@ def test_params_script_reports_config_errors(capsys):
 ])
 def test_the_optim_error_names_the_key_that_is_wrong(options, said):
     """Issue 23.10: the message named both optim.lr and optim.warmup_steps when only one was wrong."""
-    from ffnlab.optim import OptimConfig
+    from ffnlab.training.optim import OptimConfig
 
     with pytest.raises(ConfigError) as error:
         OptimConfig(**options)
@@ -194,7 +194,7 @@ def test_a_study_is_costed_at_the_mfu_its_compile_setting_is_benchmarked_at():
     """experiment=glu_variants compiles its blocks: scripts/params.py costs it at the MFU assumed for a compiled run
     (an eager one at the eager assumption), and scripts/benchmark.py times the compiled step for that config without
     being asked, so the MFU it measures for --mfu is the one of the runs the study makes (issue 22.8)."""
-    from ffnlab.compose import compose_config
+    from ffnlab.config.compose import compose_config
 
     params = load_params_script()
     spec = importlib.util.spec_from_file_location("ffnlab_benchmark_script", PARAMS_SCRIPT.with_name("benchmark.py"))

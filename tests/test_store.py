@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ffnlab import store
-from ffnlab.data import TextDataModule
-from ffnlab.errors import DataConfigError
+from ffnlab.data import store
+from ffnlab.data.module import TextDataModule
+from ffnlab.config.errors import DataConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = REPO / "tests" / "assets" / "rows"
@@ -73,8 +73,8 @@ def test_hub_shaped_rows_are_documents_ended_by_an_eod_token(tmp_path):
 
 def test_the_parquet_config_prepares_and_trains_offline(tmp_path, monkeypatch):
     """scripts/prepare_data.py data=parquet_fixture, then training on it, with the hub unreachable."""
-    from ffnlab.compose import compose_config
-    from ffnlab.train import run
+    from ffnlab.config.compose import compose_config
+    from ffnlab.training.run import run
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     cache = tmp_path / "cache"
@@ -297,7 +297,7 @@ def test_preparing_200_mb_with_a_20_mb_line_stays_under_1_5_gb(tmp_path):
 
 
 def test_a_pretrained_tokenizer_json_is_used_as_is_and_is_part_of_the_identity(tmp_path, excerpt):
-    from ffnlab.tokenizer import train_tokenizer
+    from ffnlab.data.tokenizer import train_tokenizer
 
     trained = train_tokenizer("bpe", excerpt.read_text(encoding="utf-8"), 300)
     path = tmp_path / "tokenizer.json"
@@ -331,7 +331,7 @@ def test_validation_and_test_are_carved_from_the_validation_files_and_training_i
 
 
 def test_no_window_repeats_and_two_ranks_read_disjoint_equal_shares(tmp_path):
-    from ffnlab.windows import RandomWindows
+    from ffnlab.data.windows import RandomWindows
 
     ids = np.arange(40_001, dtype=np.uint32)  # 1,250 windows of 32
     single = RandomWindows(ids, 32, 10, seed=3, rank=0, world_size=1, sampling="no_repeat")
@@ -354,7 +354,7 @@ def test_a_budget_beyond_the_windows_of_the_corpus_is_one_line(tmp_path):
 
 
 def test_a_run_trains_from_a_read_only_cache(compose_tiny, tmp_path, read_only):
-    from ffnlab.train import run
+    from ffnlab.training.run import run
 
     cache = tmp_path / "cache"
     first = run(compose_tiny(tmp_path / "first", f"paths.cache_dir={cache}"))

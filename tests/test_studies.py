@@ -9,8 +9,8 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from ffnlab import config
-from ffnlab.train import run
+from ffnlab.config import schemas as config
+from ffnlab.training.run import run
 
 
 def sweep_points(experiment: str) -> list[dict]:
@@ -44,7 +44,7 @@ def test_compute_ladder_plans_three_budgets_and_a_second_lr_at_16x():
     ],
 )
 def test_each_study_trains_a_few_steps(experiment, overrides, warmup, tiny_overrides, tmp_path):
-    from ffnlab.compose import compose_config
+    from ffnlab.config.compose import compose_config
 
     # the ladder sets warmup and cadence from max_steps: keep its own
     budget_keys = ("optim.warmup_steps", "trainer.max_steps", "trainer.val_check_interval")
@@ -63,9 +63,9 @@ def test_the_paper_study_is_sized_as_the_paper_and_its_cost_is_printed():
     import subprocess
     import sys
 
-    from ffnlab.budget import apply_budget
-    from ffnlab.compose import compose_config
-    from ffnlab.compose import sweep_points as points
+    from ffnlab.distributed.budget import apply_budget
+    from ffnlab.config.compose import compose_config
+    from ffnlab.config.compose import sweep_points as points
 
     REPO = config.REPO_ROOT
 

@@ -201,7 +201,7 @@ def test_two_identical_commands_started_together_run_once(train_cli, tiny_experi
 def test_a_lock_whose_process_is_gone_is_taken_over(compose_tiny, tmp_path):
     import socket
 
-    from ffnlab.train import run
+    from ffnlab.training.run import run
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -218,7 +218,7 @@ def test_a_sweep_experiment_without_m_is_one_line_and_runs_nothing(tmp_path):
     import sys
 
     from conftest import REPO
-    from ffnlab.sweep import unswept_study
+    from ffnlab.runs.sweep import unswept_study
 
     done = subprocess.run([sys.executable, "train.py", "experiment=glu_variants_quick",
                            f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=120)

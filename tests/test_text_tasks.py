@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ffnlab.data import split_text
+from ffnlab.data.module import split_text
 from ffnlab.downstream import glue, scores
 from ffnlab.downstream.text_tasks import (GLUE_TASKS, SUPER_GLUE_TASKS, TASKS, Example, benchmark_averages,
                                           make_task)
-from ffnlab.errors import ConfigError, DataConfigError
+from ffnlab.config.errors import ConfigError, DataConfigError
 
 HUB = Path(__file__).parent / "assets" / "hub"
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "tinyshakespeare" / "input.txt"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ffnlab.record import config_hash, identity_differences, read_config, read_metrics
-from ffnlab.threads import apply_threads, default_threads
+from ffnlab.runs.record import config_hash, identity_differences, read_config, read_metrics
+from ffnlab.training.threads import apply_threads, default_threads
 
 
 def test_null_resolves_to_the_process_default_and_a_number_is_applied(compose_tiny, tmp_path):
@@ -22,10 +22,10 @@ def test_null_resolves_to_the_process_default_and_a_number_is_applied(compose_ti
 
 
 def test_the_thread_count_is_recorded_and_an_older_record_without_the_key_still_matches(compose_tiny, tmp_path):
-    from ffnlab.config import schema_defaults
-    from ffnlab.data import data_identity
-    from ffnlab.record import run_identity
-    from ffnlab.train import run
+    from ffnlab.config.schemas import schema_defaults
+    from ffnlab.data.module import data_identity
+    from ffnlab.runs.record import run_identity
+    from ffnlab.training.run import run
 
     default = default_threads()
     try:
@@ -51,11 +51,11 @@ def test_a_multi_process_point_takes_its_share_and_lightning_leaves_it(compose_t
     so Lightning's launcher does not lower the count for the first point only (issue 22.2)."""
     from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
 
-    import ffnlab.threads
+    import ffnlab.training.threads
 
     default = default_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(ffnlab.threads, "_STARTED_WITH", 8)  # a count Lightning's own rule would not give here
+    monkeypatch.setattr(ffnlab.training.threads, "_STARTED_WITH", 8)  # a count Lightning's own rule would not give here
     try:
         cfg = compose_tiny(tmp_path, "trainer=ddp_cpu")
         assert apply_threads(cfg) == 4 == cfg.cpu_threads

@@ -9,12 +9,12 @@ import time
 import lightning as L
 import pytest
 
-from ffnlab.hardware import bf16_peak, peak_flops
-from ffnlab.record import read_metrics
+from ffnlab.runs.hardware import bf16_peak, peak_flops
+from ffnlab.runs.record import read_metrics
 
 
 class FitStopwatch(L.Callback):
-    """The test's own clock: fit's wall time and its validation passes, nothing shared with ffnlab.throughput."""
+    """The test's own clock: fit's wall time and its validation passes, nothing shared with ffnlab.training.throughput."""
 
     def __init__(self):
         self.fit_s = self.val_s = 0.0
@@ -33,7 +33,7 @@ class FitStopwatch(L.Callback):
 
 
 def test_tokens_per_s_is_tokens_over_fit_time_minus_validation(compose_tiny, tmp_path, monkeypatch):
-    from ffnlab import train
+    from ffnlab.training import run as train
 
     stopwatch = FitStopwatch()
     build = train.build
@@ -62,7 +62,7 @@ def test_tokens_per_s_is_tokens_over_fit_time_minus_validation(compose_tiny, tmp
 
 
 def test_a_cpu_run_without_a_peak_records_no_mfu(compose_tiny, tmp_path):
-    from ffnlab.train import run
+    from ffnlab.training.run import run
 
     run(compose_tiny(tmp_path))
     record = read_metrics(tmp_path)
@@ -96,7 +96,7 @@ def test_peaks_are_dense_bf16_only():
 def test_fit_validations_on_a_subset_leave_the_final_figures_unchanged(compose_tiny, tmp_path):
     """data.fit_val_windows: fit's validations score the first windows only (the history shows it), the final
     validation and the test score whole splits, so a run's results are those of the same run without it."""
-    from ffnlab.train import run
+    from ffnlab.training.run import run
 
     results = {}
     for name, extra in (("whole", ()), ("subset", ("data.fit_val_windows=1",))):

@@ -1,4 +1,4 @@
-"""ffnlab.train.run end to end, in-process: the real conf/train.yaml composed by Hydra, a tiny model
+"""ffnlab.training.run.run end to end, in-process: the real conf/train.yaml composed by Hydra, a tiny model
 on a tiny text excerpt (see conftest.py). What a run leaves behind, determinism, paired data order,
 the token cache, the errors a user can hit, and skipping finished runs."""
 
@@ -19,11 +19,11 @@ import torch
 from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 
-from ffnlab import data
-from ffnlab.errors import DataConfigError
-from ffnlab.ffn import ConfigError
-from ffnlab.sampling import load_checkpoint
-from ffnlab.train import run
+from ffnlab.data import module as data
+from ffnlab.config.errors import DataConfigError
+from ffnlab.model.ffn import ConfigError
+from ffnlab.generate import load_checkpoint
+from ffnlab.training.run import run
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, BATCH, SEQ_LEN = 6, 4, 32  # conftest.TINY_SETTINGS
@@ -159,7 +159,7 @@ def test_second_run_reuses_the_tokenized_cache(compose_tiny, tmp_path, monkeypat
 
 
 def test_unknown_ffn_group_option_lists_the_variants():
-    from ffnlab.compose import compose_config
+    from ffnlab.config.compose import compose_config
 
     with pytest.raises(MissingConfigException) as error:
         compose_config(["ffn=foo"])
@@ -261,7 +261,7 @@ def test_sample_names_a_damaged_checkpoint(finished_run, tmp_path, damage):
 
 
 def test_sample_reports_prompt_characters_outside_the_vocabulary(compose_tiny, tmp_path):
-    from ffnlab.train import run
+    from ffnlab.training.run import run
 
     run(compose_tiny(tmp_path / "char", "data.tokenizer=char"))
     done = run_script("sample.py", str(tmp_path / "char" / "checkpoints" / "last.ckpt"), "--prompt", "héllo €€",

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from ffnlab.errors import ConfigError
+from ffnlab.config.errors import ConfigError
 
 BAD = [
     ("data.batch_size=0", "data.batch_size=0"),
@@ -30,7 +30,7 @@ BAD = [
 
 @pytest.mark.parametrize("override, named", BAD)
 def test_bad_values_are_one_line_naming_the_key_before_any_work(override, named, compose_tiny, tmp_path):
-    from ffnlab.train import run
+    from ffnlab.training.run import run
 
     with pytest.raises(ConfigError) as error:
         run(compose_tiny(tmp_path / "run", override))

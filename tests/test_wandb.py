@@ -14,10 +14,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from wandb_reader import BLOCK_SIZE, MIDDLE, CorruptLog, OfflineRun, read_records
 
-from ffnlab import loggers
-from ffnlab.loggers import resolve_wandb_mode, wandb_api_key_configured
-from ffnlab.module import LanguageModel
-from ffnlab.train import run
+from ffnlab.training import loggers
+from ffnlab.training.loggers import resolve_wandb_mode, wandb_api_key_configured
+from ffnlab.training.module import LanguageModel
+from ffnlab.training.run import run
 
 WANDB_OVERRIDES = ("logger=wandb", "ffn=geglu", "seed=3", "experiment_name=wandb_test")
 
@@ -161,9 +161,9 @@ def netrc_file(tmp_path):
 @pytest.fixture
 def reachable(monkeypatch):
     """The W&B server answers (no network here: the reachability probe is what the next tests are not about)."""
-    import ffnlab.loggers
+    import ffnlab.training.loggers
 
-    monkeypatch.setattr(ffnlab.loggers, "wandb_reachable", lambda environ=None, timeout_s=0: True)
+    monkeypatch.setattr(ffnlab.training.loggers, "wandb_reachable", lambda environ=None, timeout_s=0: True)
 
 
 def test_an_api_key_but_no_reachable_server_means_offline_said_once(caplog):
@@ -171,13 +171,13 @@ def test_an_api_key_but_no_reachable_server_means_offline_said_once(caplog):
     import socket
     import time
 
-    import ffnlab.loggers
+    import ffnlab.training.loggers
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the socket is
     environ = {"WANDB_API_KEY": "k" * 40, "WANDB_BASE_URL": f"http://127.0.0.1:{port}"}
-    ffnlab.loggers._said_unreachable.clear()
+    ffnlab.training.loggers._said_unreachable.clear()
     started = time.monotonic()
     with caplog.at_level("WARNING", logger="ffnlab"):
         modes = [resolve_wandb_mode(None, environ) for _ in range(3)]
@@ -220,7 +220,7 @@ def test_wandb_mode_in_the_environment_wins_over_the_key_and_the_config_mode_ove
 
 
 def test_logger_config_becomes_the_wandb_init_arguments(tmp_path, monkeypatch, compose_tiny):
-    """conf/logger/wandb.yaml -> ffnlab.loggers.wandb_logger -> WandbLogger, without starting wandb."""
+    """conf/logger/wandb.yaml -> ffnlab.training.loggers.wandb_logger -> WandbLogger, without starting wandb."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "absent"))

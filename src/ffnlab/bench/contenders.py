@@ -2,7 +2,7 @@
 floor of that shape.
 
 A training step is the same for every model: forward, token cross-entropy, backward, gradient clipping at 1.0 (the
-trainer's default), AdamW over ffnlab's decay groups as train.py makes it (ffnlab.optim.adamw, so `optim.fused`
+trainer's default), AdamW over ffnlab's decay groups as train.py makes it (ffnlab.training.optim.adamw, so `optim.fused`
 applies to both), zero_grad. So the step ratio compares the models alone.
 
 The kernel floor is the time of the step's irreducible kernels, each timed alone on its own tensors: every
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ffnlab.model import ModelConfig, Transformer, compile_blocks
-from ffnlab.ffn import FFNConfig
-from ffnlab.optim import OptimConfig, adamw, decay_groups
+from ffnlab.model.decoder import ModelConfig, Transformer, compile_blocks
+from ffnlab.model.ffn import FFNConfig
+from ffnlab.training.optim import OptimConfig, adamw, decay_groups
 
 
 def training_step(

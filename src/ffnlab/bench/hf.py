@@ -1,14 +1,14 @@
 """HF `LlamaForCausalLM` at exactly an ffnlab model's shapes and weights (`transformers` is the `bench` extra).
 
-The mapping is ffnlab.export's (the one place that maps ffnlab weights onto Llama's). The benchmark times the
-variants it always compared, SwiGLU (silu), GEGLU (gelu) and ReGLU (relu): `HIDDEN_ACT`; ffnlab.export.HIDDEN_ACT
+The mapping is ffnlab.downstream.export's (the one place that maps ffnlab weights onto Llama's). The benchmark times the
+variants it always compared, SwiGLU (silu), GEGLU (gelu) and ReGLU (relu): `HIDDEN_ACT`; ffnlab.downstream.export.HIDDEN_ACT
 also maps GLU and Bilinear. Attention is SDPA, nothing is compiled.
 """
 
 from __future__ import annotations
 
-from ffnlab import export
-from ffnlab.model import Transformer
+from ffnlab.downstream import export
+from ffnlab.model.decoder import Transformer
 
 BENCHMARKED = ("swiglu", "geglu", "reglu")
 HIDDEN_ACT = {name: export.HIDDEN_ACT[name] for name in BENCHMARKED}

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from ffnlab.throughput import synchronize
+from ffnlab.training.throughput import synchronize
 
 
 def interleaved(

@@ -1,7 +1,7 @@
 """The fine-tuning stage (the paper's Tables 2-4): a finished pre-training run's weights and tokenizer, trained on a
 text-to-text mixture (ffnlab.downstream.mixture), then scored by greedy decoding with the tasks' own metrics.
 
-`python train.py experiment=finetune_quick` (or glue_finetune) runs through ffnlab.train like any run; what differs
+`python train.py experiment=finetune_quick` (or glue_finetune) runs through ffnlab.training.run like any run; what differs
 is here:
   - `init_run`: the run named by `finetune.init_from` must be finished, and its model and FFN must be the ones this
     config builds (dropout aside): one line otherwise, before any data work;
@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from ffnlab.errors import ConfigError
-from ffnlab.record import METRICS_FILE, is_finished, read_metrics
-from ffnlab.resume import CHECKPOINT_DIR
+from ffnlab.config.errors import ConfigError
+from ffnlab.runs.record import METRICS_FILE, is_finished, read_metrics
+from ffnlab.runs.resume import CHECKPOINT_DIR
 
 log = logging.getLogger("ffnlab")
 
@@ -86,8 +86,8 @@ def input_identity(cfg: DictConfig) -> dict:
 
 
 def load(init: InitRun) -> dict:
-    """The run's last checkpoint, read as plain values (ffnlab.sampling.read_checkpoint)."""
-    from ffnlab.sampling import read_checkpoint
+    """The run's last checkpoint, read as plain values (ffnlab.generate.read_checkpoint)."""
+    from ffnlab.generate import read_checkpoint
 
     try:
         return read_checkpoint(init.path / CHECKPOINT_DIR / "last.ckpt")

@@ -28,7 +28,7 @@ import numpy as np
 from ffnlab.downstream import scores
 from ffnlab.downstream.example import Example
 from ffnlab.downstream.hub_task import Formatter, HubRows, HubTask, Scorer
-from ffnlab.errors import DataConfigError
+from ffnlab.config.errors import DataConfigError
 
 UNK = "<unk>"
 BOOL = ("False", "True")

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
-from ffnlab.sampling import load_checkpoint
+from ffnlab.generate import load_checkpoint
 
 TASKS_DIR = Path(__file__).parent / "tasks"  # tasks defined in this repository (run offline)
 EOD = "<|endoftext|>"

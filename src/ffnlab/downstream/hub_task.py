@@ -16,12 +16,12 @@ from dataclasses import dataclass, replace
 from unittest import mock
 
 from ffnlab.downstream.example import Example
-from ffnlab.errors import DataConfigError
-from ffnlab.store import file_sha256
+from ffnlab.config.errors import DataConfigError
+from ffnlab.data.store import file_sha256
 
 @functools.cache
 def _resolved(hub_path: str, revision: str | None) -> str | None:
-    from ffnlab.corpus import resolve_hub_revision
+    from ffnlab.data.corpus import resolve_hub_revision
 
     return resolve_hub_revision(hub_path, revision)
 
@@ -78,7 +78,7 @@ class HubRows:
             raise
 
     def resolved_revision(self) -> str | None:
-        """The commit `revision` names (ffnlab.corpus.resolve_hub_revision: the hub, else the HF cache; None when
+        """The commit `revision` names (ffnlab.data.corpus.resolve_hub_revision: the hub, else the HF cache; None when
         neither says, offline with nothing cached, where reading fails in one line anyway)."""
         return _resolved(self.hub_path, self.revision)
 

@@ -8,11 +8,11 @@ language model reads them, `input \\n target END`, with the loss on the target t
   stay (a target longer than the sequence is one line).
 - Mixing is examples-proportional (T5's `rate_num_examples`): task i is drawn with probability min(n_i, K) / sum,
   K = `mixing_limit` (null: no cap, T5's GLUE/SuperGLUE mixtures). Sample s of the stream is a pure function of
-  (seed, s): its task and example come from `default_rng([seed, s])`, so the stream, like ffnlab.windows', does not
+  (seed, s): its task and example come from `default_rng([seed, s])`, so the stream, like ffnlab.data.windows', does not
   depend on batch size, ranks or workers, and a resume at step k continues it exactly (`start_sample`). Examples are
   drawn with replacement within a task (T5 cycles through shuffled repeats of each task: the same rates).
 - Validation scores the target tokens of every evaluation set's first `eval_examples` examples (all, when null),
-  token-weighted and split over ranks as ffnlab.windows.RankShare does for text; the test loader is the same sets
+  token-weighted and split over ranks as ffnlab.data.windows.RankShare does for text; the test loader is the same sets
   (GLUE's test labels are hidden: T5 and the paper report validation). The generated answers are scored by
   ffnlab.downstream.finetune.score.
 """
@@ -31,13 +31,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from ffnlab.errors import DataConfigError
-from ffnlab.tokenizer import TextTokenizer, load_tokenizer_from_json
-from ffnlab.windows import IGNORE_INDEX, RankShare, rank_and_world_size
+from ffnlab.config.errors import DataConfigError
+from ffnlab.data.tokenizer import TextTokenizer, load_tokenizer_from_json
+from ffnlab.data.windows import IGNORE_INDEX, RankShare, rank_and_world_size
 
 log = logging.getLogger(__name__)
 
-EOD = "<|endoftext|>"  # ffnlab.corpus.EOD: BPE tokenizers of row corpora have it
+EOD = "<|endoftext|>"  # ffnlab.data.corpus.EOD: BPE tokenizers of row corpora have it
 SEPARATOR = "\n"
 
 
@@ -96,7 +96,7 @@ def mixing_rates(sizes: Sequence[int], limit: int | None) -> np.ndarray:
 
 class MixtureStream(IterableDataset):
     """Endless (x, y) batches drawn from the tasks at `rates`; rank r of W takes the samples s = r (mod W), as
-    ffnlab.windows.RandomWindows does, and DataLoader workers take whole batches in turn."""
+    ffnlab.data.windows.RandomWindows does, and DataLoader workers take whole batches in turn."""
 
     def __init__(self, tasks: Sequence[Encoded], rates: np.ndarray, seq_len: int, batch_size: int, seed: int,
                  start_sample: int = 0):
@@ -134,7 +134,7 @@ class EvalRows(Dataset):
 
 class MixtureDataModule(L.LightningDataModule):
     """Config keys are the constructor's arguments (conf/data/shakespeare_speaker.yaml, glue_mixture.yaml);
-    `tokenizer_json` is the pre-training run's, given by ffnlab.train."""
+    `tokenizer_json` is the pre-training run's, given by ffnlab.training.run."""
 
     def __init__(self, *, name: str, tasks: Sequence[str], seq_len: int, batch_size: int = 16,
                  eval_batch_size: int | None = None, global_batch_size: int | None = None, seed: int = 0,

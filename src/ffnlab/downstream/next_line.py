@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from ffnlab.config import REPO_ROOT
+from ffnlab.config.schemas import REPO_ROOT
 
 CORPUS = REPO_ROOT / "data" / "tinyshakespeare" / "input.txt"
 FRACTIONS = (0.9, 0.05, 0.05)  # conf/data/tinyshakespeare.yaml's split_fractions
@@ -46,7 +46,7 @@ def build_docs(text: str, max_docs: int = MAX_DOCS, seed: int = SEED) -> list[di
 
 
 def held_out_text(corpus: Path = CORPUS) -> str:
-    from ffnlab.data import split_text
+    from ffnlab.data.module import split_text
 
     return split_text(corpus.read_text(encoding="utf-8"), FRACTIONS)["test"]
 

@@ -1,7 +1,7 @@
 """`shakespeare_speaker`: who says this? A fine-tuning task the `make demo`-scale checkpoints can take offline.
 
 The corpus (tinyshakespeare by default) is "NAME:\\nspeech lines\\n\\n" blocks, cut into train/val/test by characters
-exactly as pre-training cuts it (`ffnlab.data.split_text`, the same `split_fractions`). An example is one speech:
+exactly as pre-training cuts it (`ffnlab.data.module.split_text`, the same `split_fractions`). An example is one speech:
     input  "speaker speech: <the speech's lines joined by spaces, its first MAX_SPEECH_CHARS characters>"
     target "<the speaker's name as in the corpus>", e.g. "PETRUCHIO"
 Training examples come from the train split, scored ones from the test split, which neither pre-training nor
@@ -33,12 +33,12 @@ from typing import ClassVar
 
 import sklearn.metrics
 
-from ffnlab import corpus
-from ffnlab.config import REPO_ROOT
+from ffnlab.data import corpus
+from ffnlab.config.schemas import REPO_ROOT
 from ffnlab.downstream import scores
 from ffnlab.downstream.example import Example
-from ffnlab.errors import ConfigError, DataConfigError
-from ffnlab.store import file_sha256
+from ffnlab.config.errors import ConfigError, DataConfigError
+from ffnlab.data.store import file_sha256
 
 NAME = "shakespeare_speaker"
 CORPUS = REPO_ROOT / "data" / "tinyshakespeare" / "input.txt"
@@ -89,7 +89,7 @@ class SpeakerTask:
 
     @cached_property
     def split_speeches(self) -> dict[str, list[tuple[str, str]]]:
-        from ffnlab.data import split_text  # imports torch: only this task needs it
+        from ffnlab.data.module import split_text  # imports torch: only this task needs it
 
         text = "".join(corpus.text_files_stream(list(self.files)))
         return {split: speeches(part, starts_corpus=split == "train")

@@ -19,7 +19,7 @@ import numpy as np
 
 from ffnlab.downstream import glue, speakers
 from ffnlab.downstream.example import Example, Task
-from ffnlab.errors import ConfigError
+from ffnlab.config.errors import ConfigError
 
 __all__ = ["Example", "Task", "TASKS", "GLUE_TASKS", "SUPER_GLUE_TASKS", "make_task", "benchmark_averages"]
 

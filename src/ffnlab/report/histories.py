@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ffnlab.record import read_config, read_metrics
+from ffnlab.runs.record import read_config, read_metrics
 from ffnlab.report.records import dig
 
 TRAIN_TAIL = 0.1  # the training loss of a run = its mean over the last 10% of logged training steps
@@ -48,8 +48,8 @@ def val_scores(run_path: Path) -> dict[int | None, pd.Series] | None:
     validations on the first that many windows of the split, None: validations of the whole split}.
 
     With `data.fit_val_windows`, fit scores a fixed subset and the final validation, after fit at step `steps`,
-    the whole split (ffnlab.train.fit): joined in one curve they made a step at its end that no training did.
-    Fit's rows say one step less than the steps done (ffnlab.history), so they are moved to the step they scored:
+    the whole split (ffnlab.training.run.fit): joined in one curve they made a step at its end that no training did.
+    Fit's rows say one step less than the steps done (ffnlab.training.history), so they are moved to the step they scored:
     the last subset score and the whole-split one then stand at the same step, their gap the subset's own bias.
     """
     values = read_history(run_path, "val/loss")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from ffnlab.record import upgrade_setting
+from ffnlab.runs.record import upgrade_setting
 from ffnlab.report.variants import family_of_record
 
 SKIP_DIRS = {".hydra", "wandb"}  # Hydra's own config copies and wandb's local files are not runs

@@ -1,14 +1,14 @@
 """What the report knows about variants: the baseline, the families and the paper's log-ppl (ffnlab.report.paper).
 
 A run's family (gated, ungated, maxout) comes from its record (`ffn_variant`, written from the registry
-ffnlab.variants at training time); a record from before that field falls back to the same registry, which imports no
+ffnlab.model.variants at training time); a record from before that field falls back to the same registry, which imports no
 torch. There is no second list of gated variants here.
 """
 
 from __future__ import annotations
 
 from ffnlab.report.paper import PAPER_LOG_PPL
-from ffnlab.variants import VARIANTS
+from ffnlab.model.variants import VARIANTS
 
 BASELINE = "relu"
 
