@@ -30,7 +30,7 @@ from scipy import optimize, stats
 
 from ffnlab.report import write_report
 from ffnlab.report.records import load_sweep
-from ffnlab.report.stats import holm, spearman
+from ffnlab.report.stats.paired import holm, spearman
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report_sweep"
 STUDY = Path(__file__).parent / "fixtures" / "report_study"
@@ -581,7 +581,7 @@ def test_downstream_scores_are_tabled_per_variant_and_paired_vs_relu_with_holm(t
     """lm-eval results under each run's eval/ (scripts/evaluate.py) become a downstream table: mean over seeds and
     variant − relu paired by seed, one Holm family per task and metric; the newest results file of a task wins and
     lm-eval's counts (sample_len) and stderrs are not metrics."""
-    from ffnlab.report.stats import paired_test
+    from ffnlab.report.stats.paired import paired_test
 
     sweep = tmp_path / "glu_variants"
     shutil.copytree(FIXTURES / "glu_variants", sweep)

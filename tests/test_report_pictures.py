@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from ffnlab.report import write_report
-from ffnlab.report.forest import forest_rows
-from ffnlab.report.histories import val_curves
+from ffnlab.report.render.forest import forest_rows
+from ffnlab.report.studies.histories import val_curves
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report_sweep"
 STUDY = Path(__file__).parent / "fixtures" / "report_study" / "runs"  # histories without fit_val_windows

@@ -1,7 +1,7 @@
 """Run records of a sweep -> comparison tables, paired tests and plots (+ a wandb table).
 
 Runs are analysed per group of identical setting; across groups, two that differ in one key are a paired
-factor (ffnlab.report.factors) and groups that differ only in budget are a compute ladder (ffnlab.report.ladder).
+factor (ffnlab.report.studies.factors) and groups that differ only in budget are a compute ladder (ffnlab.report.studies.ladder).
 
 Reads only what training leaves in each run dir (config.yaml, metrics.json, csv/metrics.csv) and
 imports nothing from ffnlab's training code, so it runs without torch.
@@ -18,13 +18,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ffnlab.report.analysis import analyse_group
-from ffnlab.report.factors import analyse_factor, find_factors
-from ffnlab.report.histories import fit_windows
-from ffnlab.report.ladder import analyse_ladder, find_ladders
-from ffnlab.report.plots import plot_group, plot_ladder
+from ffnlab.report.studies.factors import analyse_factor, find_factors
+from ffnlab.report.studies.histories import fit_windows
+from ffnlab.report.studies.ladder import analyse_ladder, find_ladders
+from ffnlab.report.render.plots import plot_group, plot_ladder
 from ffnlab.report.records import group_by_setting, load_sweep, setting_differences
-from ffnlab.report.document import render_markdown
-from ffnlab.report.tables import write_csv
+from ffnlab.report.render.document import render_markdown
+from ffnlab.report.render.tables import write_csv
 
 DEFAULT_OUT = "report"  # inside the sweep dir
 

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ffnlab.report.comparisons import Losses, gated_vs_ungated, vs_baseline
-from ffnlab.report.downstream import analyse_downstream
-from ffnlab.report.finetune import analyse_finetune
+from ffnlab.report.stats.comparisons import Losses, gated_vs_ungated, vs_baseline
+from ffnlab.report.studies.downstream import analyse_downstream
+from ffnlab.report.studies.finetune import analyse_finetune
 from ffnlab.report.records import Group, Run
 from ffnlab.report.stacks import stack_summary
-from ffnlab.report.stats import ALPHA, median_std, pooled_std, sample_std, spearman
+from ffnlab.report.stats.paired import ALPHA, median_std, pooled_std, sample_std, spearman
 from ffnlab.report.variants import BASELINE, FAMILIES, PAPER_LOG_PPL, Families, paper_delta
 
 

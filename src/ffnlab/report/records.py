@@ -40,7 +40,7 @@ class Run:
     ffn: str | None = None  # the bare registry name (family, paper lookups); == variant when options are default
     diverged: str | None = None  # why, when the run diverged; its val_loss is then inf and test_loss None
     family: str | None = None  # gated | ungated | maxout, as its record states (ffnlab.report.variants)
-    finetune: bool = False  # a fine-tuning run: its record has `downstream` (scores; ffnlab.report.finetune)
+    finetune: bool = False  # a fine-tuning run: its record has `downstream` (scores; ffnlab.report.studies.finetune)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ffnlab.report.tables import raw_frames
+from ffnlab.report.render.tables import raw_frames
 
 DEFAULT_PROJECT = "ffnlab"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ffnlab.report.histories import TRAIN_TAIL
-from ffnlab.report.tables import NA, PAIRED_TEST_MD, POWER_MD, YES_NO, Column, loss, lr_text, markdown, pvalue, sci, \
+from ffnlab.report.studies.histories import TRAIN_TAIL
+from ffnlab.report.render.tables import NA, PAIRED_TEST_MD, POWER_MD, YES_NO, Column, loss, lr_text, markdown, pvalue, sci, \
     signed
 
 SPLIT_NAME = {"test": "test", "val": "validation"}

@@ -6,15 +6,15 @@ Holm-corrected over the variants (the init_compare plan, docs/results/init_compa
 Each level's gated - ungated test, already in its group's section, is judged again here with Bonferroni over
 the levels (the plan's comparison 2: one pre-declared test per level).
 
-The budget keys are not factors: groups that differ only in them form a compute ladder (ffnlab.report.ladder).
+The budget keys are not factors: groups that differ only in them form a compute ladder (ffnlab.report.studies.ladder).
 """
 
 from __future__ import annotations
 
 from ffnlab.report.analysis import choose, seed_losses
-from ffnlab.report.comparisons import family_seed_means, judged, paired_by_seed, paper_family_delta
+from ffnlab.report.stats.comparisons import family_seed_means, judged, paired_by_seed, paper_family_delta
 from ffnlab.report.records import BUDGET_KEYS, Group, differing_keys
-from ffnlab.report.stats import paired_test
+from ffnlab.report.stats.paired import paired_test
 
 
 def _level_order(value) -> tuple:

@@ -6,15 +6,15 @@
 
 Power is stated at the alpha each test is judged at: alpha/m for the Holm family (its first, strictest
 step), alpha for the family test. `judged` and the family helpers also serve the comparisons across groups
-(ffnlab.report.factors, ffnlab.report.ladder).
+(ffnlab.report.studies.factors, ffnlab.report.studies.ladder).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ffnlab.report.power import detectable_difference, seeds_needed
-from ffnlab.report.stats import ALPHA, bonferroni, holm, paired_test
+from ffnlab.report.stats.power import detectable_difference, seeds_needed
+from ffnlab.report.stats.paired import ALPHA, bonferroni, holm, paired_test
 from ffnlab.report.variants import BASELINE, PAPER_LOG_PPL, Families, paper_delta
 
 Losses = dict[str, dict[int, float]]  # variant -> seed -> final loss (finite runs at the chosen LR)

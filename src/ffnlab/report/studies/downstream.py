@@ -1,6 +1,6 @@
 """The report's downstream half (issue 24.4): lm-evaluation-harness scores of each run (`<run dir>/eval/**/results_*.json`,
 written by scripts/evaluate.py), per variant over seeds, and each variant against the baseline seed by seed (one
-Holm family per task and metric, as for the loss: ffnlab.report.comparisons). Scores are higher-is-better, so
+Holm family per task and metric, as for the loss: ffnlab.report.stats.comparisons). Scores are higher-is-better, so
 Δ = variant − baseline, and a positive Δ is a gain.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ffnlab.report.comparisons import judged, paired_by_seed
+from ffnlab.report.stats.comparisons import judged, paired_by_seed
 from ffnlab.report.records import Group, Run
-from ffnlab.report.stats import sample_std
+from ffnlab.report.stats.paired import sample_std
 from ffnlab.report.variants import BASELINE
 
 EVAL_DIR = "eval"

@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from ffnlab.report.analysis import choose, final_loss, seed_losses
-from ffnlab.report.comparisons import Losses, family_seed_means, judged, paired_by_seed, paper_family_delta
-from ffnlab.report.histories import train_tail_loss
+from ffnlab.report.stats.comparisons import Losses, family_seed_means, judged, paired_by_seed, paper_family_delta
+from ffnlab.report.studies.histories import train_tail_loss
 from ffnlab.report.records import BUDGET_KEYS, Group, Run, differing_keys
-from ffnlab.report.stats import sample_std
+from ffnlab.report.stats.paired import sample_std
 from ffnlab.report.variants import Families, paper_delta
 
 SWIGLU_RELU = "swiglu - relu"

@@ -1,15 +1,15 @@
-"""comparison.md: the report for people, a group at a time, its tables from ffnlab.report.tables."""
+"""comparison.md: the report for people, a group at a time, its tables from ffnlab.report.render.tables."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from ffnlab.report.downstream import downstream_markdown
-from ffnlab.report.document_studies import factor_section, ladder_section
-from ffnlab.report.document_plots import forest_lines, plot_lines
-from ffnlab.report.finetune import SECTION_NOTE, finetune_markdown
+from ffnlab.report.studies.downstream import downstream_markdown
+from ffnlab.report.render.document_studies import factor_section, ladder_section
+from ffnlab.report.render.document_plots import forest_lines, plot_lines
+from ffnlab.report.studies.finetune import SECTION_NOTE, finetune_markdown
 from ffnlab.report.stacks import describe
-from ffnlab.report.tables import (
+from ffnlab.report.render.tables import (
     FAMILY_TEST_MD, NA, PAIRED_MD, Column, comparison_md, frames, loss, lr_md, markdown,
 )
 from ffnlab.report.variants import BASELINE

@@ -1,12 +1,12 @@
 """The report's fine-tuning half (issue 24.4): the scores a fine-tune run's record holds (`downstream.tasks`, eval set
 -> metric -> score on 0-100, and `downstream.averages`, e.g. glue, super_glue), per variant over seeds and against the
 baseline seed by seed, beside the paper's Tables 2-4 (ffnlab.report.paper). The statistics are the lm-eval half's
-(ffnlab.report.downstream): one Holm family per eval set and metric; Δ = variant − baseline, a gain when positive.
+(ffnlab.report.studies.downstream): one Holm family per eval set and metric; Δ = variant − baseline, a gain when positive.
 """
 
 from __future__ import annotations
 
-from ffnlab.report.downstream import PAIRED_NOTE, Scores, score_sections, score_table
+from ffnlab.report.studies.downstream import PAIRED_NOTE, Scores, score_sections, score_table
 from ffnlab.report.paper import PAPER_FINETUNE
 from ffnlab.report.records import Group, Run
 from ffnlab.report.variants import BASELINE

@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ffnlab.report.forest import plot_forest
-from ffnlab.report.histories import val_curves
+from ffnlab.report.render.forest import plot_forest
+from ffnlab.report.studies.histories import val_curves
 
 
 def _save(fig: Figure, path: Path) -> str:

@@ -1,6 +1,6 @@
 """The forest plot: each variant's Δ vs the baseline with its 95% interval, beside the paper's Δ (issue 25.4).
 
-It draws the paired table's numbers (ffnlab.report.comparisons.vs_baseline: mean of the per-seed differences, the
+It draws the paired table's numbers (ffnlab.report.stats.comparisons.vs_baseline: mean of the per-seed differences, the
 t-interval, the Holm verdict), not a second computation of them. The paper's Δ (Table 1, log-perplexity on C4 after
 65,536 steps) gets its own axis: our Δ is in nats of a small model early in training, so the sizes do not compare; the
 sign and the ordering do.
