@@ -64,7 +64,7 @@ FINETUNED = sorted((RESULTS / "glu_variants_finetune" / "runs").iterdir())[:2]
 def test_a_committed_finetune_is_the_run_finetune_quick_would_make_today(run_dir: Path):
     """A fine-tune's identity holds the identity of the run it started from, not its path: the committed pre-training
     records of glu_variants_downstream stand in for the checkpoints' run dirs."""
-    from ffnlab.training.run import input_identity
+    from ffnlab.runs.start import input_identity
 
     record = read_metrics(run_dir)
     init_from = RESULTS / "glu_variants_downstream" / "runs" / run_dir.name

@@ -45,7 +45,8 @@ def test_two_process_evaluation_finishes_and_equals_one_process(train_cli, compo
     Lightning's validate/test. Equal to 1e-6 means every window was scored exactly once across the ranks and the
     padding windows added nothing to the summed loss or to the token count; what is left is float32 summation in
     another order (measured: 4.8e-7, one ulp at a loss of 4.8)."""
-    from ffnlab.training.run import Start, build
+    from ffnlab.runs.start import Start
+    from ffnlab.training.run import build
 
     sweep_dir = tmp_path / "sweep"
     done = train_cli("-m", *TWO_PROCESSES, *SHAPE, *STEPS, "data.fit_val_windows=1", f"hydra.sweep.dir={sweep_dir}",

@@ -14,7 +14,8 @@ import torch
 from conftest import CORPUS, TINY_SETTINGS
 from ffnlab.config.errors import ConfigError
 from ffnlab.generate import model_weights, read_checkpoint
-from ffnlab.training.run import Start, build, run
+from ffnlab.runs.start import Start
+from ffnlab.training.run import build, run
 
 MODEL_KEYS = {k: v for k, v in TINY_SETTINGS.items() if k.startswith("model.")}
 

@@ -19,9 +19,9 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
-from ffnlab.training.checkpoint import LAST, PREVIOUS, read_header
 from ffnlab.config.schemas import schema_defaults
 from ffnlab.runs.record import clear_metrics, identity_differences, read_config, write_config
 
@@ -29,6 +29,8 @@ log = logging.getLogger("ffnlab")
 
 CHECKPOINT_DIR = "checkpoints"
 HISTORY_DIR = "csv"
+LAST = "last.ckpt"  # the checkpoint generations ffnlab.training.checkpoint writes
+PREVIOUS = "previous.ckpt"  # the generation before last.ckpt
 GENERATIONS = (LAST, PREVIOUS)  # newest first
 # Records whose run may continue: killed (the record still says running), stopped by a signal, or failed mid-run
 # (a full disk, a crash: the checkpoint before it is good). A diverged run would diverge again from its checkpoint.
@@ -103,3 +105,24 @@ def set_aside(checkpoints: Path) -> Path | None:
         stale = checkpoints.with_name(f"{checkpoints.name}.stale-{stamp}-{n}")
     checkpoints.rename(stale)
     return stale
+
+
+def read_header(path: Path) -> dict:
+    """A checkpoint's step and what ffnlab stored beside the weights (`ffnlab_identity`, `ffnlab_config`), read
+    without reading its tensors into memory; ValueError, in a few words, when the file cannot be a checkpoint that
+    resumes (truncated, empty, not a checkpoint, no training state)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)  # plain types only
+    except Exception as error:  # noqa: BLE001 - truncated, empty, garbage: all say "cannot be read"
+        raise ValueError(f"unreadable: {type(error).__name__}: {first_line(error)}") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("global_step"), int):
+        raise ValueError("not a training checkpoint (no global_step)")
+    if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
+        raise ValueError("holds no training state (optimizer, loops) to resume from")
+    return {"step": checkpoint["global_step"], "identity": checkpoint.get("ffnlab_identity"),
+            "config": checkpoint.get("ffnlab_config")}
+
+
+def first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:160] if text else "no detail"

@@ -32,12 +32,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from ffnlab.runs.atomic import write_atomic
+from ffnlab.runs.resume import LAST, PREVIOUS
 from ffnlab.runs.diskfull import DiskFull
 
 log = logging.getLogger("ffnlab")
 
-LAST = "last.ckpt"
-PREVIOUS = "previous.ckpt"  # the generation before last.ckpt
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 # Test-only hooks (environment variables, read when a run starts): signal this process at a given step of a run that
@@ -182,24 +181,3 @@ def _parse_test_signal(value: str | None) -> tuple[int, int] | None:
         return None
     step, name = value.split(":")
     return int(step), int(getattr(signal, name))
-
-
-def read_header(path: Path) -> dict:
-    """A checkpoint's step and what ffnlab stored beside the weights (`ffnlab_identity`, `ffnlab_config`), read
-    without reading its tensors into memory; ValueError, in a few words, when the file cannot be a checkpoint that
-    resumes (truncated, empty, not a checkpoint, no training state)."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)  # plain types only
-    except Exception as error:  # noqa: BLE001 - truncated, empty, garbage: all say "cannot be read"
-        raise ValueError(f"unreadable: {type(error).__name__}: {first_line(error)}") from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("global_step"), int):
-        raise ValueError("not a training checkpoint (no global_step)")
-    if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
-        raise ValueError("holds no training state (optimizer, loops) to resume from")
-    return {"step": checkpoint["global_step"], "identity": checkpoint.get("ffnlab_identity"),
-            "config": checkpoint.get("ffnlab_config")}
-
-
-def first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:160] if text else "no detail"

@@ -1,4 +1,5 @@
-"""run(cfg): reuse a finished identical run, or build -> fit -> record. Every run leaves a record in its run dir."""
+"""run(cfg): reuse a finished identical run, or build -> fit -> record. Every run leaves a record in its run dir.
+Whether a run trains, resumes or is reused is decided in ffnlab.runs.start; here it is built, fitted and recorded."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import logging
 import math
 import signal
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,38 +16,30 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ffnlab.config.errors import ConfigError
+from ffnlab.config.schemas import to_dataclass
+from ffnlab.config.validate import validate
 from ffnlab.distributed import launch
-from ffnlab.training.allocator import apply_allocator
 from ffnlab.distributed.budget import apply_budget, world_size
+from ffnlab.model.decoder import ModelConfig
+from ffnlab.model.ffn import FFNConfig, get_variant, variant_label
+from ffnlab.model.sizes import model_stats
+from ffnlab.runs.diskfull import DiskFull
+from ffnlab.runs.record import SETTING_FORMAT, comparison_setting, read_metrics, write_metrics
+from ffnlab.runs.resume import CHECKPOINT_DIR, HISTORY_DIR
+from ffnlab.runs.runlock import RunLock
+from ffnlab.runs.stack import software_stack
+from ffnlab.runs.start import Start, lock_and_reuse, prepare_start, record_bad_setting
+from ffnlab.training.allocator import apply_allocator
 from ffnlab.training.checkpoint import Interrupted, LastCheckpoint
 from ffnlab.training.console import quiet_third_parties, summary
-from ffnlab.config.schemas import schema_defaults, to_dataclass
-from ffnlab.data.module import data_identity
-from ffnlab.runs.diskfull import DiskFull
 from ffnlab.training.divergence import Diverged, DivergenceCheck
-from ffnlab.config.errors import ConfigError
-from ffnlab.model.ffn import FFNConfig, get_variant, variant_label
 from ffnlab.training.history import History, skip_replayed
-from ffnlab.model.decoder import ModelConfig
 from ffnlab.training.module import LanguageModel
 from ffnlab.training.optim import OptimConfig
 from ffnlab.training.progress import StepProgressBar
-from ffnlab.runs.record import (
-    SETTING_FORMAT,
-    check_same_run,
-    comparison_setting,
-    is_finished,
-    read_metrics,
-    run_identity,
-    write_metrics,
-)
-from ffnlab.runs.resume import CHECKPOINT_DIR, HISTORY_DIR, resumable_checkpoint, start_fresh
-from ffnlab.runs.runlock import RunLock
-from ffnlab.model.sizes import model_stats
-from ffnlab.runs.stack import software_stack
 from ffnlab.training.threads import apply_threads
 from ffnlab.training.throughput import TrainClock
-from ffnlab.config.validate import validate
 
 log = logging.getLogger("ffnlab")
 
@@ -89,23 +81,6 @@ class Built:
     loggers: list
     clock: TrainClock
     init: object | None = None  # a fine-tune's pre-training run (ffnlab.downstream.finetune.InitRun)
-
-
-def input_identity(cfg: DictConfig) -> dict:
-    """The identity of what a run reads: its data, or for a fine-tune its tasks and the run it starts from."""
-    if cfg.get("finetune") is not None:
-        from ffnlab.downstream import finetune  # fine-tune runs only
-
-        return finetune.input_identity(cfg)
-    return data_identity(cfg.data)
-
-
-def reuse_finished(cfg: DictConfig, out_dir: Path, record: dict) -> float:
-    """A finished run is returned only when it is this run (config hash, data identity, results format);
-    otherwise the point refuses in one line and leaves the record as it is."""
-    check_same_run(out_dir, record, run_identity(cfg, input_identity(cfg)), cfg, schema_defaults())
-    log.info("%s already finished (val_loss %.4f): skipping; force=true re-runs it", out_dir, record["val_loss"])
-    return record["val_loss"]
 
 
 def build(cfg: DictConfig, out_dir: Path, start: Start) -> Built:
@@ -253,41 +228,6 @@ def final_record(cfg: DictConfig, built: Built, identity: dict, losses: tuple[fl
     }
 
 
-@dataclass
-class Start:
-    """Rank 0's decision for a run that trains, read by every rank: resume from a checkpoint or from step 0."""
-
-    identity: dict
-    resume_from: Path | None
-    wandb_id: str
-    resume_step: int | None = None  # the optimizer step resume_from holds (read once, by ffnlab.runs.resume)
-
-
-def prepare_start(cfg: DictConfig, out_dir: Path, previous: dict | None) -> Start:
-    """On rank 0 only: resume an unfinished identical run, or clear the run dir; the record says `running`."""
-    identity = run_identity(cfg, input_identity(cfg))
-    resume_from, resume_step, why_not = resumable_checkpoint(cfg, out_dir, previous, identity)
-    wandb_id = (previous or {}).get("wandb_id") if resume_from else uuid.uuid4().hex[:12]
-    if resume_from is None:
-        start_fresh(cfg, out_dir, why_not)
-    write_metrics(out_dir, {"status": "running", **identity, "ffn": cfg.ffn.name, "seed": cfg.seed,
-                            "wandb_id": wandb_id})
-    return Start(identity, resume_from, wandb_id, resume_step)
-
-
-def record_bad_setting(cfg: DictConfig, error: ConfigError) -> None:
-    """A setting refused before any work still leaves a `failed` record, so a sweep's report lists the point; but
-    never over a finished record (that run's results are not this command's to lose)."""
-    try:
-        is_rank_zero = launch.resolve_world(cfg.trainer).rank == 0
-    except Exception:  # noqa: BLE001 - a trainer config too broken to say: only one process reads it then
-        is_rank_zero = True
-    out_dir = Path(cfg.paths.output_dir)
-    if is_rank_zero and not is_finished(read_metrics(out_dir)):
-        write_metrics(out_dir, {"status": "failed", "ffn": cfg.ffn.get("name"), "seed": cfg.get("seed"),
-                                "error": f"{type(error).__name__}: {error}"})
-
-
 def run(cfg: DictConfig) -> float:
     """Train one run and write its record; returns the final validation loss (what sweepers minimise).
     Every rank of the point calls it (ffnlab.distributed.launch); rank 0 decides and writes, the others follow."""
@@ -318,14 +258,8 @@ def _run(cfg: DictConfig, point: launch.Point) -> float:
             lock.release()
 
 
-def _lock_and_reuse(cfg: DictConfig, out_dir: Path, lock: RunLock) -> float | None:
-    lock.acquire()
-    previous = read_metrics(out_dir)
-    return reuse_finished(cfg, out_dir, previous) if is_finished(previous) and not cfg.force else None
-
-
 def _locked_run(cfg: DictConfig, point: launch.Point, out_dir: Path, lock: RunLock | None) -> float:
-    reused = point.decide("reuse", lambda: _lock_and_reuse(cfg, out_dir, lock))
+    reused = point.decide("reuse", lambda: lock_and_reuse(cfg, out_dir, lock))
     if reused is not None:
         return reused
 
