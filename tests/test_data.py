@@ -392,3 +392,21 @@ def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path):
     latin1.write_bytes("café au lait\n".encode("latin-1") * 50)
     with pytest.raises(DataConfigError, match="UTF-8"):
         make_datamodule(tmp_path, latin1)
+
+
+def test_a_typed_config_and_its_keyword_arguments_build_the_same_module(tmp_path):
+    """TextDataModule takes a TextDataConfig, or its fields as Hydra passes them; a bad value fails as the config
+    is made, and the module's signature is the config's fields (what validate accepts as data keys)."""
+    import inspect
+
+    from ffnlab.data import TextDataModule
+    from ffnlab.data.config import TextDataConfig
+
+    fields = {"name": "t", "cache_dir": str(tmp_path), "files": [str(tmp_path / "a.txt")],
+              "split_fractions": [0.8, 0.1, 0.1], "tokenizer": "char", "seq_len": 8}
+    (tmp_path / "a.txt").write_text("abc " * 100)
+    typed, keywords = TextDataModule(TextDataConfig(**fields)), TextDataModule(**fields)
+    assert typed.config == keywords.config and typed.data_hash == keywords.data_hash
+    assert list(inspect.signature(TextDataModule).parameters) == [f for f in TextDataConfig.__dataclass_fields__]
+    with pytest.raises(DataConfigError, match="vocab_size=100 is too small for byte-level BPE"):
+        TextDataConfig(**{**fields, "tokenizer": "bpe", "vocab_size": 100})

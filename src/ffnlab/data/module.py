@@ -14,6 +14,7 @@ mtimes); for rows, the files' content hashes (or the hub's name and revision) an
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ffnlab.data import corpus
+from ffnlab.data.config import TextDataConfig
 
 from ffnlab.data import store
 from ffnlab.runs.atomic import write_atomic
@@ -40,8 +42,6 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 1  # part of data_hash: bump only when the ids of a text change (not for a new store layout)
 SPLITS = ("train", "val", "test")
 HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
-TOKENIZERS = ("bpe", "char", "pretrained")
-MIN_BPE_VOCAB = 257  # the 256 byte tokens + at least one merge
 TOKENIZER_SAMPLE_CHARS = 100_000_000  # BPE and char vocabularies are learned from this much of the train split
 SHARD_TOKENS = 1 << 24
 OFFLINE_HINT = (
@@ -215,68 +215,44 @@ def sample_text(source: SplitSource, max_chars: int) -> Iterator[str]:
 
 
 class TextDataModule(L.LightningDataModule):
-    """Config keys are the constructor's arguments; give exactly one source (see the module docstring).
+    """Its config is a TextDataConfig (ffnlab.data.config): conf/data/*.yaml's keys; give exactly one source (see the
+    module docstring).
 
     After `prepare_data()` + `setup()`: `tokenizer`, `vocab_size` (the tokenizer's actual size),
     `unigram_entropy` (nats, validation split), `tokens_per_split`, `data_hash`, `cache_hit`.
     """
 
-    def __init__(
-        self, *, name: str, cache_dir: str, tokenizer: str = "bpe", vocab_size: int = 1024, seq_len: int = 128,
-        batch_size: int = 32, eval_batch_size: int | None = None, seed: int = 0, num_workers: int = 0,
-        files: Sequence[str] | str | None = None, split_fractions: Sequence[float] | None = None,
-        train_files: Sequence[str] | str | None = None, val_files: Sequence[str] | str | None = None,
-        test_files: Sequence[str] | str | None = None, hub_path: str | None = None, hub_name: str | None = None,
-        revision: str | None = None, num_proc: int = 1, shard_tokens: int | None = None,
-        verify_cache: bool = False, separator: str | None = None, tokenizer_path: str | None = None,
-        tokenizer_sample_chars: int | None = None, text_column: str | None = None,
-        global_batch_size: int | None = None,  # resolved into batch_size and accumulation by ffnlab.distributed.budget
-        sampling: str | None = None, max_epochs: int | None = None, eval_documents: int | None = None,
-        max_train_tokens: int | None = None, hub_eval_files: Sequence[str] | None = None,
-        fit_val_windows: int | None = None,
-    ):
+    def __init__(self, config: TextDataConfig | None = None, /, **fields):
+        """A TextDataConfig, or its fields as keyword arguments (how Hydra instantiates conf/data/*.yaml)."""
         super().__init__()
-        if tokenizer not in TOKENIZERS:
-            raise DataConfigError(f"unknown tokenizer {tokenizer!r}; accepted: {', '.join(TOKENIZERS)}")
-        if tokenizer == "bpe" and vocab_size < MIN_BPE_VOCAB:
-            raise DataConfigError(
-                f"vocab_size={vocab_size} is too small for byte-level BPE: it needs at least {MIN_BPE_VOCAB} "
-                "(256 byte tokens + 1 merge); use tokenizer=char for a character vocabulary"
-            )
-        if tokenizer == "pretrained" and not tokenizer_path:
-            raise DataConfigError("tokenizer=pretrained needs data.tokenizer_path: a tokenizer.json path or hub name")
-        if seq_len < 1:
-            raise DataConfigError(f"seq_len must be positive, got {seq_len}")
-        if separator is not None and separator not in corpus.SEPARATORS:
-            raise DataConfigError(f"data.separator={separator!r} is not accepted; use one of {corpus.SEPARATORS}")
-        if int(num_proc) < 1:
-            raise DataConfigError(f"data.num_proc={num_proc} must be at least 1")
-        self.name, self.cache_dir = name, Path(cache_dir).expanduser()
-        self.tokenizer_kind, self.requested_vocab_size = tokenizer, vocab_size
-        self.tokenizer_path, self.text_column = tokenizer_path, text_column or "text"
-        self.sample_chars = int(tokenizer_sample_chars or TOKENIZER_SAMPLE_CHARS)
-        self.num_proc, self.shard_tokens = int(num_proc), int(shard_tokens or SHARD_TOKENS)
-        self.verify_cache = bool(verify_cache)
+        c = self.config = config if config is not None else TextDataConfig(**fields)
+        self.name, self.cache_dir = c.name, Path(c.cache_dir).expanduser()
+        self.tokenizer_kind, self.requested_vocab_size = c.tokenizer, c.vocab_size
+        self.tokenizer_path, self.text_column = c.tokenizer_path, c.text_column or "text"
+        self.sample_chars = int(c.tokenizer_sample_chars or TOKENIZER_SAMPLE_CHARS)
+        self.num_proc, self.shard_tokens = int(c.num_proc), int(c.shard_tokens or SHARD_TOKENS)
+        self.verify_cache = bool(c.verify_cache)
         # Large corpora (issue 13): windows that never repeat within max_epochs passes, validation and test carved
         # from the first 2 x eval_documents documents of the validation source, a cap on the tokens prepared.
-        self.sampling, self.max_epochs = sampling or "random", max_epochs
-        self.eval_documents, self.max_train_tokens = eval_documents, max_train_tokens
-        self.hub_eval_files = list(hub_eval_files) if hub_eval_files else None
-        self.seq_len, self.batch_size, self.eval_batch_size = seq_len, batch_size, eval_batch_size or batch_size
-        self.seed, self.num_workers = seed, num_workers
+        self.sampling, self.max_epochs = c.sampling or "random", c.max_epochs
+        self.eval_documents, self.max_train_tokens = c.eval_documents, c.max_train_tokens
+        self.hub_eval_files = list(c.hub_eval_files) if c.hub_eval_files else None
+        self.seq_len, self.batch_size, self.eval_batch_size = c.seq_len, c.batch_size, c.eval_batch_size or c.batch_size
+        self.seed, self.num_workers = c.seed, c.num_workers
         # Validations during fit score the first fit_val_windows windows of the validation split (a fixed subset:
         # the curve's points are comparable with each other); the final validation and the test score whole splits.
-        self.fit_val_windows = fit_val_windows
-        self.hub_path, self.hub_name, self.revision = hub_path, hub_name, revision
-        if eval_documents is not None and test_files is None and val_files is not None:
-            test_files = val_files  # carved: the next eval_documents documents of the same files
+        self.fit_val_windows = c.fit_val_windows
+        self.hub_path, self.hub_name, self.revision = c.hub_path, c.hub_name, c.revision
+        test_files = c.test_files
+        if c.eval_documents is not None and test_files is None and c.val_files is not None:
+            test_files = c.val_files  # carved: the next eval_documents documents of the same files
         self.files_by_split, self.split_fractions = self._check_source(
-            files, split_fractions, {"train": train_files, "val": val_files, "test": test_files}, hub_path
+            c.files, c.split_fractions, {"train": c.train_files, "val": c.val_files, "test": test_files}, c.hub_path
         )
         row_files = self.files_by_split and corpus.row_format(self.files_by_split["train"]) is not None
-        self.rows = hub_path is not None or bool(row_files)
+        self.rows = c.hub_path is not None or bool(row_files)
         # Rows are documents: an end-of-document token between them, but for characters the newline convention.
-        self.separator = separator or ("eod" if self.rows and tokenizer != "char" else "newline")
+        self.separator = c.separator or ("eod" if self.rows and c.tokenizer != "char" else "newline")
         self.start_sample = 0  # global samples already consumed: set before fit for an exact resume
 
         self.tokenizer: TextTokenizer | None = None
@@ -547,3 +523,7 @@ class TextDataModule(L.LightningDataModule):
             dataset, batch_size=batch_size, shuffle=False, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
         )
+
+
+# validate's accepted data keys and a reader's help(): the config's fields, not (config, **fields)
+TextDataModule.__signature__ = inspect.signature(TextDataConfig)
