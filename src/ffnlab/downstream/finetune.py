@@ -76,13 +76,11 @@ def init_run(cfg: DictConfig) -> InitRun:
 
 def input_identity(cfg: DictConfig) -> dict:
     """What a fine-tune run reads: each task's source and the identity of the pre-training run it starts from."""
-    from ffnlab.downstream.text_tasks import make_task
+    from ffnlab.downstream.mixture import make_tasks
 
     data = cfg.data
-    options = data.get("task_options") or {}
-    tasks = {name: make_task(name, revision=data.get("revision"), local_dir=data.get("local_dir"),
-                             **dict(options.get(name) or {})).source() for name in data.tasks}
-    return {"tasks": tasks, "init_from": init_run(cfg).identity()}
+    tasks = make_tasks(data.tasks, data.get("revision"), data.get("local_dir"), data.get("task_options"))
+    return {"tasks": {task.name: task.source() for task in tasks}, "init_from": init_run(cfg).identity()}
 
 
 def load(init: InitRun) -> dict:

@@ -132,6 +132,21 @@ class EvalRows(Dataset):
         return to_row(*self.items[i], self.seq_len)
 
 
+def make_tasks(names, revision: str | None, local_dir: str | None, task_options: dict | None) -> list:
+    """The tasks a mixture config names (`data.tasks`, with `data.revision`, `data.local_dir`, `data.task_options`):
+    what the data module reads and what a fine-tune's identity names (ffnlab.downstream.finetune.input_identity)."""
+    from ffnlab.downstream.text_tasks import TASKS, make_task
+
+    accepted = ", ".join(TASKS)
+    if not names:
+        raise DataConfigError(f"data.tasks lists no task; accepted: {accepted}")
+    unknown = [t for t in names if t not in TASKS]
+    if unknown:
+        raise DataConfigError(f"data.tasks names unknown task(s) {', '.join(unknown)}; accepted: {accepted}")
+    options = dict(task_options or {})
+    return [make_task(t, revision=revision, local_dir=local_dir, **dict(options.get(t) or {})) for t in names]
+
+
 class MixtureDataModule(L.LightningDataModule):
     """Config keys are the constructor's arguments (conf/data/shakespeare_speaker.yaml, glue_mixture.yaml);
     `tokenizer_json` is the pre-training run's, given by ffnlab.training.run."""
@@ -142,16 +157,7 @@ class MixtureDataModule(L.LightningDataModule):
                  revision: str | None = None, task_options: dict | None = None, num_workers: int = 0,
                  tokenizer_json: str | None = None):
         super().__init__()
-        from ffnlab.downstream.text_tasks import TASKS, make_task
-
-        if not tasks:
-            raise DataConfigError(f"data.tasks lists no task; accepted: {', '.join(TASKS)}")
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown:
-            raise DataConfigError(f"data.tasks names unknown task(s) {', '.join(unknown)}; accepted: {', '.join(TASKS)}")
-        options = dict(task_options or {})
-        self.tasks = [make_task(t, revision=revision, local_dir=local_dir, **dict(options.get(t) or {}))
-                      for t in tasks]
+        self.tasks = make_tasks(tasks, revision, local_dir, task_options)
         self.name, self.seq_len, self.batch_size = name, seq_len, batch_size
         self.eval_batch_size, self.seed, self.num_workers = eval_batch_size or batch_size, seed, num_workers
         self.mixing_limit, self.eval_examples = mixing_limit, eval_examples
