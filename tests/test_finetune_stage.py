@@ -72,12 +72,31 @@ def test_the_record_holds_the_scores_and_the_run_it_started_from(finetuned, pret
 
 
 def test_the_loss_is_on_the_target_tokens(finetuned):
-    """Validation scores every target token of the evaluation set and nothing else: the scored count is what the
-    mixture's rows mark (a text loss would score ~seq_len tokens per example)."""
+    """The recorded validation loss is the mean cross-entropy over the evaluation set's target tokens (END included)
+    and nothing else: recomputed here from the final weights over exactly those tokens."""
+    import torch.nn.functional as F
+
+    from ffnlab.downstream.mixture import MixtureDataModule
+    from ffnlab.generate import load_checkpoint
+    from ffnlab.data.windows import IGNORE_INDEX
+
     out, record = finetuned
-    rows = [line for line in (out / "csv" / "metrics.csv").read_text().splitlines()[1:] if line]
-    assert rows and record["val_loss"] > 0
-    assert record["tokens_seen"] == 4 * 4 * 32  # steps x batch x seq_len: rows are padded to the model's length
+    model, tokenizer = load_checkpoint(out / "checkpoints" / "last.ckpt")
+    data = MixtureDataModule(name="t", tasks=["shakespeare_speaker"], seq_len=model.cfg.seq_len,
+                             task_options={"shakespeare_speaker": {"files": [str(CORPUS)],
+                                                                   "split_fractions": [0.9, 0.05, 0.05]}},
+                             tokenizer_json=tokenizer.to_json())
+    data.prepare_data()
+    x, y = (torch.cat(part) for part in zip(*data.val_dataloader()))
+    with torch.no_grad():
+        logits = model(x).float().flatten(0, 1)
+    targets = F.cross_entropy(logits, y.flatten(), ignore_index=IGNORE_INDEX)
+    assert targets.item() == pytest.approx(record["val_loss"], rel=1e-5)
+    scored = (y != IGNORE_INDEX).sum().item()
+    _, _, encoded = data.eval_sets["shakespeare_speaker"]
+    assert scored == sum(len(t) for t in encoded.targets)  # every target token (END included), once
+    prompts = sum(len(p) for p in encoded.prompts)
+    assert scored < prompts / 2  # a text loss would score the prompts' tokens too: several times as many
 
 
 def test_a_finished_finetune_is_reused_and_a_changed_pretrained_run_is_not_the_same(finetuned, pretrained, cache_dir,
